@@ -1,0 +1,375 @@
+//! The settings, their defaults and how each is read.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::parse;
+
+/// Every setting: TOML key (the variable is `GATEWAY_` + its upper case), default, meaning.
+/// The README's configuration reference is this table.
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    ("listen", "127.0.0.1:8080", "address to bind; port 0 picks a free port"),
+    ("node_id", "random", "this node's id in presence"),
+    ("auth_hs256_secret", "none", "HS256 secret (at least 16 bytes); required unless --dev or a public key is set"),
+    ("auth_public_key_file", "none", "PEM public key for RS256 or ES256"),
+    ("auth_public_key_alg", "from the key", "RS256 or ES256, when the key file should be pinned to one"),
+    ("auth_audience", "not checked", "required `aud`"),
+    ("auth_issuer", "not checked", "required `iss`"),
+    ("auth_leeway_ms", "5000", "clock skew allowed on exp / nbf"),
+    ("allowed_origins", "none", "comma-separated Origins allowed on /v1/ws and /v1/sse (`*` for any); requests without Origin are always allowed; --dev: any"),
+    ("redis_url", "unset: embedded", "Redis for presence, log and cross-node fan-out"),
+    ("store_url", "unset: embedded", "postgres://… for the turn store"),
+    ("data_dir", "./data", "where the embedded store lives"),
+    ("presence_ttl_ms", "30000", "how long a dead node's endpoints stay listed"),
+    ("heartbeat_ms", "15000", "WebSocket ping / SSE heartbeat interval"),
+    ("log_retention", "10000", "events kept per user log for resume"),
+    ("log_retention_ms", "3600000", "how long an event stays in a user log for resume"),
+    ("max_frame_bytes", "65536", "largest client frame (close 1009 above it)"),
+    ("outbound_queue", "1024", "events queued per endpoint before close 4008"),
+    ("max_endpoints_per_user", "32", "endpoints one user may hold (429 above it)"),
+    ("max_body_bytes", "1048576", "largest JSON request body (413 above it)"),
+    ("max_ndjson_line_bytes", "1048576", "largest NDJSON line of a streamed events body"),
+    ("max_ndjson_body_bytes", "67108864", "largest streamed NDJSON body"),
+    ("dedup_window_ms", "3600000", "how long a notification dedup_key is remembered"),
+    ("turn_retention_ms", "3600000", "how long an ended turn's state (and idempotency) is kept"),
+    ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
+    ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),
+    ("ws_read_buffer_bytes", "1024", "per-WebSocket read buffer (grows for a large frame)"),
+    ("ws_write_buffer_bytes", "8192", "per-WebSocket write batching target"),
+    ("log_format", "text", "text or json (structured logs)"),
+];
+
+/// Which `Origin`s may open `/v1/ws` and `/v1/sse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// Only requests without an `Origin` header (non-browser clients).
+    NoneAllowed,
+    Any,
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    /// Whether a request with this `Origin` header (or none) may connect.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        match (self, origin) {
+            (_, None) | (OriginPolicy::Any, _) => true,
+            (OriginPolicy::NoneAllowed, Some(_)) => false,
+            (OriginPolicy::List(list), Some(o)) => list.iter().any(|a| a.eq_ignore_ascii_case(o)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// An asymmetric algorithm for `auth_public_key_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Rs256,
+    Es256,
+}
+
+/// The gateway's settings, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub node_id: String,
+    pub auth_hs256_secret: Option<String>,
+    pub auth_public_key_file: Option<PathBuf>,
+    /// The PEM text of `auth_public_key_file`, read at load time so a bad path fails start-up.
+    pub auth_public_key_pem: Option<String>,
+    pub auth_public_key_alg: Option<KeyAlgorithm>,
+    pub auth_audience: Option<String>,
+    pub auth_issuer: Option<String>,
+    pub auth_leeway_ms: u64,
+    pub allowed_origins: OriginPolicy,
+    pub redis_url: Option<String>,
+    pub store_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub presence_ttl_ms: u64,
+    pub heartbeat_ms: u64,
+    pub log_retention: u64,
+    pub log_retention_ms: u64,
+    pub max_frame_bytes: u64,
+    pub outbound_queue: u64,
+    pub max_endpoints_per_user: u64,
+    pub max_body_bytes: u64,
+    pub max_ndjson_line_bytes: u64,
+    pub max_ndjson_body_bytes: u64,
+    pub dedup_window_ms: u64,
+    pub turn_retention_ms: u64,
+    pub drain_timeout_ms: u64,
+    pub reconnect_after_ms: u64,
+    pub ws_read_buffer_bytes: u64,
+    pub ws_write_buffer_bytes: u64,
+    pub log_format: LogFormat,
+    /// `--dev`: a random secret when none is set, any Origin, sample tokens printed.
+    pub dev: bool,
+    /// Whether `auth_hs256_secret` was made up by `--dev` (so the tokens printed are the only way in).
+    pub dev_secret_generated: bool,
+    /// `GATEWAY_*` variables that name no setting: likely typos, logged as warnings.
+    pub unknown_variables: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            node_id: random_node_id(),
+            auth_hs256_secret: None,
+            auth_public_key_file: None,
+            auth_public_key_pem: None,
+            auth_public_key_alg: None,
+            auth_audience: None,
+            auth_issuer: None,
+            auth_leeway_ms: 5_000,
+            allowed_origins: OriginPolicy::NoneAllowed,
+            redis_url: None,
+            store_url: None,
+            data_dir: PathBuf::from("./data"),
+            presence_ttl_ms: 30_000,
+            heartbeat_ms: 15_000,
+            log_retention: 10_000,
+            log_retention_ms: 3_600_000,
+            max_frame_bytes: 65_536,
+            outbound_queue: 1_024,
+            max_endpoints_per_user: 32,
+            max_body_bytes: 1 << 20,
+            max_ndjson_line_bytes: 1 << 20,
+            max_ndjson_body_bytes: 64 << 20,
+            dedup_window_ms: 3_600_000,
+            turn_retention_ms: 3_600_000,
+            drain_timeout_ms: 10_000,
+            reconnect_after_ms: 1_000,
+            ws_read_buffer_bytes: 1_024,
+            ws_write_buffer_bytes: 8_192,
+            log_format: LogFormat::Text,
+            dev: false,
+            dev_secret_generated: false,
+            unknown_variables: Vec::new(),
+        }
+    }
+}
+
+fn random_node_id() -> String {
+    format!("n_{:08x}", rand::random::<u32>())
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const ENV_PREFIX: &str = "GATEWAY_";
+
+impl Config {
+    /// Loads settings: defaults, then `file` (TOML, keys as in [`SETTINGS`]), then the
+    /// `GATEWAY_*` entries of `env`. Returns every problem found, not just the first.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        dev: bool,
+    ) -> Result<Config, ConfigErrors> {
+        let mut cfg = Config { dev, ..Config::default() };
+        let mut errors = Vec::new();
+        // Later sources win, so gather name → (source label, raw value) first.
+        let mut raw: HashMap<&'static str, (String, String)> = HashMap::new();
+
+        if let Some(path) = file {
+            match read_file(path) {
+                Ok(entries) => {
+                    for (key, value) in entries {
+                        match SETTINGS.iter().find(|(k, _, _)| *k == key) {
+                            Some((k, _, _)) => {
+                                raw.insert(k, (format!("{} ({key})", path.display()), value));
+                            }
+                            None => errors.push(ConfigError {
+                                setting: format!("{} ({key})", path.display()),
+                                message: "no such setting".into(),
+                            }),
+                        }
+                    }
+                }
+                Err(message) => {
+                    errors.push(ConfigError { setting: "--config".into(), message });
+                }
+            }
+        }
+        let mut unknown = Vec::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let key = key.to_ascii_lowercase();
+            match SETTINGS.iter().find(|(k, _, _)| *k == key) {
+                Some((k, _, _)) => {
+                    raw.insert(k, (name, value));
+                }
+                None => unknown.push(name),
+            }
+        }
+        unknown.sort();
+        cfg.unknown_variables = unknown;
+
+        // Apply in table order so messages come out in a stable order.
+        for (key, _, _) in SETTINGS {
+            if let Some((label, value)) = raw.remove(key) {
+                if let Err(message) = cfg.apply(key, &value) {
+                    errors.push(ConfigError { setting: label, message });
+                }
+            }
+        }
+        cfg.finish(&mut errors);
+        if errors.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// Checks that need several settings together, and fills what `--dev` provides.
+    fn finish(&mut self, errors: &mut Vec<ConfigError>) {
+        if self.dev {
+            if self.auth_hs256_secret.is_none() && self.auth_public_key_pem.is_none() {
+                self.auth_hs256_secret = Some(random_secret());
+                self.dev_secret_generated = true;
+            }
+            if self.allowed_origins == OriginPolicy::NoneAllowed {
+                self.allowed_origins = OriginPolicy::Any;
+            }
+        }
+        if self.auth_hs256_secret.is_none() && self.auth_public_key_pem.is_none() {
+            errors.push(ConfigError {
+                setting: "GATEWAY_AUTH_HS256_SECRET".into(),
+                message: "required: set it, or GATEWAY_AUTH_PUBLIC_KEY_FILE, or start with --dev"
+                    .into(),
+            });
+        }
+        if self.auth_public_key_alg.is_some() && self.auth_public_key_file.is_none() {
+            errors.push(ConfigError {
+                setting: "GATEWAY_AUTH_PUBLIC_KEY_ALG".into(),
+                message: "set without GATEWAY_AUTH_PUBLIC_KEY_FILE".into(),
+            });
+        }
+        if self.presence_ttl_ms <= self.heartbeat_ms {
+            errors.push(ConfigError {
+                setting: "GATEWAY_PRESENCE_TTL_MS".into(),
+                message: format!(
+                    "{} must be larger than GATEWAY_HEARTBEAT_MS ({}), or live endpoints would expire between refreshes",
+                    self.presence_ttl_ms, self.heartbeat_ms
+                ),
+            });
+        }
+    }
+
+    fn apply(&mut self, key: &str, v: &str) -> Result<(), String> {
+        match key {
+            "listen" => self.listen = parse::socket_addr(v)?,
+            "node_id" => self.node_id = parse::node_id(v)?,
+            "auth_hs256_secret" => {
+                if v.len() < 16 {
+                    return Err(format!("must be at least 16 bytes (got {})", v.len()));
+                }
+                self.auth_hs256_secret = Some(v.to_owned());
+            }
+            "auth_public_key_file" => {
+                let path = PathBuf::from(parse::non_empty(v)?);
+                let pem = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if !pem.contains("-----BEGIN") {
+                    return Err(format!("{} is not a PEM file", path.display()));
+                }
+                self.auth_public_key_file = Some(path);
+                self.auth_public_key_pem = Some(pem);
+            }
+            "auth_public_key_alg" => {
+                self.auth_public_key_alg = Some(match v.trim().to_ascii_uppercase().as_str() {
+                    "RS256" => KeyAlgorithm::Rs256,
+                    "ES256" => KeyAlgorithm::Es256,
+                    _ => return Err(format!("{v:?} must be RS256 or ES256")),
+                })
+            }
+            "auth_audience" => self.auth_audience = Some(parse::non_empty(v)?),
+            "auth_issuer" => self.auth_issuer = Some(parse::non_empty(v)?),
+            "auth_leeway_ms" => self.auth_leeway_ms = parse::int(v, 0, 600_000)?,
+            "allowed_origins" => {
+                let t = v.trim();
+                self.allowed_origins = if t.is_empty() {
+                    OriginPolicy::NoneAllowed
+                } else if t == "*" {
+                    OriginPolicy::Any
+                } else {
+                    OriginPolicy::List(
+                        t.split(',').map(parse::origin).collect::<Result<Vec<_>, _>>()?,
+                    )
+                };
+            }
+            "redis_url" => {
+                self.redis_url =
+                    Some(parse::url_with_schemes(v, &["redis", "rediss", "redis+cluster"])?)
+            }
+            "store_url" => {
+                self.store_url = Some(parse::url_with_schemes(v, &["postgres", "postgresql"])?)
+            }
+            "data_dir" => self.data_dir = PathBuf::from(parse::non_empty(v)?),
+            "presence_ttl_ms" => self.presence_ttl_ms = parse::int(v, 1_000, 86_400_000)?,
+            "heartbeat_ms" => self.heartbeat_ms = parse::int(v, 10, 3_600_000)?,
+            "log_retention" => self.log_retention = parse::int(v, 0, 10_000_000)?,
+            "log_retention_ms" => self.log_retention_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
+            "max_frame_bytes" => self.max_frame_bytes = parse::int(v, 256, 64 << 20)?,
+            "outbound_queue" => self.outbound_queue = parse::int(v, 1, 1 << 20)?,
+            "max_endpoints_per_user" => self.max_endpoints_per_user = parse::int(v, 1, 1 << 20)?,
+            "max_body_bytes" => self.max_body_bytes = parse::int(v, 1_024, 1 << 30)?,
+            "max_ndjson_line_bytes" => self.max_ndjson_line_bytes = parse::int(v, 1_024, 1 << 30)?,
+            "max_ndjson_body_bytes" => {
+                self.max_ndjson_body_bytes = parse::int(v, 1_024, 1 << 40)?
+            }
+            "dedup_window_ms" => self.dedup_window_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
+            "turn_retention_ms" => {
+                self.turn_retention_ms = parse::int(v, 1_000, 30 * 86_400_000)?
+            }
+            "drain_timeout_ms" => self.drain_timeout_ms = parse::int(v, 0, 600_000)?,
+            "reconnect_after_ms" => self.reconnect_after_ms = parse::int(v, 0, 600_000)?,
+            "ws_read_buffer_bytes" => self.ws_read_buffer_bytes = parse::int(v, 64, 1 << 20)?,
+            "ws_write_buffer_bytes" => self.ws_write_buffer_bytes = parse::int(v, 0, 1 << 20)?,
+            "log_format" => {
+                self.log_format = match v.trim() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(format!("{v:?} must be text or json")),
+                }
+            }
+            _ => return Err("no such setting".into()),
+        }
+        Ok(())
+    }
+}
+
+/// Reads a TOML file into (key, value as text) pairs. Arrays (of origins) are joined by commas.
+fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let table: toml::Table =
+        text.parse().map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        out.push((key, text));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

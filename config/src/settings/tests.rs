@@ -1,0 +1,121 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+const SECRET: (&str, &str) = ("GATEWAY_AUTH_HS256_SECRET", "0123456789abcdef0123");
+
+#[test]
+fn defaults_follow_the_protocol_table() {
+    let c = Config::load(None, env(&[SECRET]), false).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.auth_leeway_ms, 5000);
+    assert_eq!(c.presence_ttl_ms, 30000);
+    assert_eq!(c.heartbeat_ms, 15000);
+    assert_eq!(c.log_retention, 10000);
+    assert_eq!(c.max_frame_bytes, 65536);
+    assert_eq!(c.outbound_queue, 1024);
+    assert_eq!(c.max_endpoints_per_user, 32);
+    assert_eq!(c.allowed_origins, OriginPolicy::NoneAllowed);
+    assert!(c.redis_url.is_none() && c.store_url.is_none());
+    assert!(c.node_id.starts_with("n_"));
+}
+
+#[test]
+fn a_secret_or_key_is_required_unless_dev() {
+    let err = Config::load(None, env(&[]), false).unwrap_err();
+    assert!(err.names("GATEWAY_AUTH_HS256_SECRET"), "{err}");
+    let dev = Config::load(None, env(&[]), true).unwrap();
+    assert!(dev.dev_secret_generated);
+    assert!(dev.auth_hs256_secret.as_ref().is_some_and(|s| s.len() >= 32));
+    assert_eq!(dev.allowed_origins, OriginPolicy::Any);
+}
+
+#[test]
+fn every_bad_value_is_reported_by_name() {
+    let err = Config::load(
+        None,
+        env(&[
+            SECRET,
+            ("GATEWAY_LISTEN", "localhost"),
+            ("GATEWAY_HEARTBEAT_MS", "soon"),
+            ("GATEWAY_OUTBOUND_QUEUE", "0"),
+            ("GATEWAY_ALLOWED_ORIGINS", "https://a.example,ftp://b"),
+            ("GATEWAY_REDIS_URL", "http://x"),
+            ("GATEWAY_LOG_FORMAT", "yaml"),
+            ("GATEWAY_AUTH_PUBLIC_KEY_FILE", "/no/such/key.pem"),
+        ]),
+        false,
+    )
+    .unwrap_err();
+    for name in [
+        "GATEWAY_LISTEN",
+        "GATEWAY_HEARTBEAT_MS",
+        "GATEWAY_OUTBOUND_QUEUE",
+        "GATEWAY_ALLOWED_ORIGINS",
+        "GATEWAY_REDIS_URL",
+        "GATEWAY_LOG_FORMAT",
+        "GATEWAY_AUTH_PUBLIC_KEY_FILE",
+    ] {
+        assert!(err.names(name), "{name} not reported in:\n{err}");
+    }
+    assert_eq!(err.0.len(), 7, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("GATEWAY_OUTBOUND_QUEUE: 0 is out of range"), "{text}");
+}
+
+#[test]
+fn short_secret_is_refused() {
+    let err = Config::load(None, env(&[("GATEWAY_AUTH_HS256_SECRET", "short")]), false).unwrap_err();
+    assert!(err.to_string().contains("at least 16 bytes"), "{err}");
+}
+
+#[test]
+fn ttl_must_exceed_heartbeat() {
+    let err = Config::load(
+        None,
+        env(&[SECRET, ("GATEWAY_PRESENCE_TTL_MS", "2000"), ("GATEWAY_HEARTBEAT_MS", "5000")]),
+        false,
+    )
+    .unwrap_err();
+    assert!(err.names("GATEWAY_PRESENCE_TTL_MS"), "{err}");
+}
+
+#[test]
+fn file_then_env_with_env_winning() {
+    let dir = std::env::temp_dir().join(format!("gwcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("g.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\nheartbeat_ms = 500\nallowed_origins = [\"https://A.example\", \"http://b:3000\"]\nauth_hs256_secret = \"from-file-secret-1234\"\n",
+    )
+    .unwrap();
+    let c = Config::load(Some(&path), env(&[("GATEWAY_HEARTBEAT_MS", "700")]), false).unwrap();
+    assert_eq!(c.listen.port(), 0);
+    assert_eq!(c.heartbeat_ms, 700);
+    assert_eq!(
+        c.allowed_origins,
+        OriginPolicy::List(vec!["https://a.example".into(), "http://b:3000".into()])
+    );
+    assert!(c.allowed_origins.allows(Some("https://a.example")));
+    assert!(!c.allowed_origins.allows(Some("https://evil.example")));
+    assert!(c.allowed_origins.allows(None));
+
+    std::fs::write(&path, "heartbeat = 5\n").unwrap();
+    let err = Config::load(Some(&path), env(&[SECRET]), false).unwrap_err();
+    assert!(err.to_string().contains("(heartbeat): no such setting"), "{err}");
+
+    std::fs::write(&path, "this is = not toml =").unwrap();
+    let err = Config::load(Some(&path), env(&[SECRET]), false).unwrap_err();
+    assert!(err.names("--config"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unknown_variables_are_collected_not_fatal() {
+    let c = Config::load(None, env(&[SECRET, ("GATEWAY_HEARTBEET_MS", "1"), ("PATH", "/bin")]), false)
+        .unwrap();
+    assert_eq!(c.unknown_variables, vec!["GATEWAY_HEARTBEET_MS".to_string()]);
+}

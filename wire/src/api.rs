@@ -1,0 +1,209 @@
+//! HTTP bodies of the producer, presence and operations APIs (PROTOCOL.md, "Producer API").
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::{Priority, TurnStatus};
+
+/// Every HTTP error body: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    /// snake_case, stable: clients branch on it.
+    pub code: String,
+    /// A human sentence naming the problem.
+    pub message: String,
+}
+
+/// `POST /v1/turns`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreateTurn {
+    pub user_id: String,
+    pub conversation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+}
+
+/// 201 (created) or 200 (the same turn again) to `POST /v1/turns`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TurnCreated {
+    pub turn_id: String,
+    /// The seq of the turn's `turn.start`.
+    pub seq: u64,
+}
+
+/// One item of `POST /v1/turns/{id}/events` (a JSON body, or one NDJSON line).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventItem {
+    Delta(String),
+    Trace(TraceItem),
+    End(EndItem),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceItem {
+    pub kind: String,
+    #[serde(default)]
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndItem {
+    /// `completed` or `failed` (a producer cannot end a turn as `cancelled` or `streaming`).
+    pub status: TurnStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+/// 200 to `POST /v1/turns/{id}/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventsAccepted {
+    pub accepted: u64,
+    /// `null` when nothing was published.
+    pub last_seq: Option<u64>,
+}
+
+/// `GET /v1/turns/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TurnState {
+    pub turn_id: String,
+    pub user_id: String,
+    pub conversation_id: String,
+    pub status: TurnStatus,
+    pub next_index: u64,
+    /// Unicode scalar values in the text so far.
+    pub text_len: u64,
+}
+
+/// `POST /v1/notifications`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreateNotification {
+    pub user_id: String,
+    pub category: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    pub title: String,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+}
+
+/// 202 to `POST /v1/notifications`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotificationAccepted {
+    pub id: String,
+    pub seq: u64,
+}
+
+/// `GET /v1/users/{id}/presence`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PresenceList {
+    pub user_id: String,
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+/// One live connection of a user, on some node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub conn_id: String,
+    pub device_id: String,
+    pub surface: Surface,
+    pub transport: Transport,
+    pub node_id: String,
+    /// RFC 3339.
+    pub connected_at: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Surface {
+    Web,
+    Ios,
+    Android,
+    Desktop,
+    Teams,
+    Outlook,
+    #[default]
+    Other,
+}
+
+impl Surface {
+    pub const ALL: [Surface; 7] = [
+        Surface::Web,
+        Surface::Ios,
+        Surface::Android,
+        Surface::Desktop,
+        Surface::Teams,
+        Surface::Outlook,
+        Surface::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Web => "web",
+            Surface::Ios => "ios",
+            Surface::Android => "android",
+            Surface::Desktop => "desktop",
+            Surface::Teams => "teams",
+            Surface::Outlook => "outlook",
+            Surface::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Ws,
+    Sse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+/// Whether `id` is a valid `device_id`: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn valid_device_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_items_match_the_protocol_shapes() {
+        let d: EventItem = serde_json::from_str(r#"{"delta":"hi"}"#).unwrap();
+        assert_eq!(d, EventItem::Delta("hi".into()));
+        let e: EventItem = serde_json::from_str(r#"{"end":{"status":"failed","error":"x"}}"#).unwrap();
+        assert_eq!(e, EventItem::End(EndItem { status: TurnStatus::Failed, error: Some("x".into()) }));
+        assert!(serde_json::from_str::<EventItem>(r#"{"delta":"a","end":{}}"#).is_err());
+    }
+
+    #[test]
+    fn device_ids() {
+        assert!(valid_device_id("phone-1:a.b_c"));
+        assert!(!valid_device_id(""));
+        assert!(!valid_device_id("a b"));
+        assert!(!valid_device_id(&"x".repeat(129)));
+    }
+}

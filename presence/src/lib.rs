@@ -1,0 +1,48 @@
+//! Multi-endpoint presence: every live connection (endpoint) of a user, on every node.
+//!
+//! The gateway registers an endpoint when it connects and unregisters it when it closes. An
+//! entry expires `ttl` after its last refresh, so the endpoints of a node that died (kill -9,
+//! lost network) leave the list without anyone removing them; a live node refreshes all of its
+//! endpoints in one batched call per beat. Reads prune what has expired.
+//!
+//! - [`PresenceRegistry`]: the trait every backend implements;
+//! - [`MemoryPresence`]: one process (embedded mode);
+//! - [`contract`]: the behaviour every backend must show, run against each in tests.
+
+pub mod contract;
+mod error;
+mod memory;
+
+pub use error::PresenceError;
+pub use memory::MemoryPresence;
+pub use wire::EndpointInfo;
+
+use async_trait::async_trait;
+
+/// Names one endpoint of one user, for batched refreshes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    pub user_id: String,
+    pub conn_id: String,
+}
+
+/// Where the endpoints of every user are, across nodes.
+#[async_trait]
+pub trait PresenceRegistry: Send + Sync + 'static {
+    /// Records `endpoint` of `user_id`; it is listed until unregistered or until the registry's
+    /// TTL passes without a refresh.
+    async fn register(&self, user_id: &str, endpoint: &EndpointInfo) -> Result<(), PresenceError>;
+
+    /// Removes one endpoint at once (a clean close). Unknown endpoints are not an error.
+    async fn unregister(&self, user_id: &str, conn_id: &str) -> Result<(), PresenceError>;
+
+    /// Extends the life of many endpoints in one call (a node's heartbeat). Entries that were
+    /// pruned meanwhile are not brought back: the caller re-registers those it still holds.
+    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<(), PresenceError>;
+
+    /// The user's live endpoints on every node, oldest first; expired entries are pruned.
+    async fn list(&self, user_id: &str) -> Result<Vec<EndpointInfo>, PresenceError>;
+
+    /// How long an entry lives without a refresh.
+    fn ttl(&self) -> std::time::Duration;
+}

@@ -10,7 +10,7 @@ mod parse;
 mod settings;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use settings::{Config, LogFormat, OriginPolicy, KeyAlgorithm, SETTINGS};
+pub use settings::{Config, KeyAlgorithm, LogFormat, OriginPolicy, SETTINGS};
 
 /// The exit code for bad configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_USAGE: i32 = 64;

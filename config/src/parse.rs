@@ -4,10 +4,8 @@ use std::net::SocketAddr;
 
 pub fn int(raw: &str, min: u64, max: u64) -> Result<u64, String> {
     let t = raw.trim();
-    let v: u64 = t
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a whole number"))?;
+    let v: u64 =
+        t.replace('_', "").parse().map_err(|_| format!("{raw:?} is not a whole number"))?;
     if v < min || v > max {
         return Err(format!("{v} is out of range: must be between {min} and {max}"));
     }
@@ -15,9 +13,9 @@ pub fn int(raw: &str, min: u64, max: u64) -> Result<u64, String> {
 }
 
 pub fn socket_addr(raw: &str) -> Result<SocketAddr, String> {
-    raw.trim()
-        .parse()
-        .map_err(|_| format!("{raw:?} is not IP:port (e.g. 127.0.0.1:8080, [::1]:8080; port 0 picks one)"))
+    raw.trim().parse().map_err(|_| {
+        format!("{raw:?} is not IP:port (e.g. 127.0.0.1:8080, [::1]:8080; port 0 picks one)")
+    })
 }
 
 pub fn non_empty(raw: &str) -> Result<String, String> {
@@ -55,8 +53,12 @@ pub fn url_with_schemes(raw: &str, schemes: &[&str]) -> Result<String, String> {
     let t = raw.trim();
     for part in t.split(',') {
         let part = part.trim();
-        if !schemes.iter().any(|s| part.starts_with(&format!("{s}://")) && part.len() > s.len() + 3) {
-            return Err(format!("{part:?} must be a URL starting with {}", schemes.join(":// or ") + "://"));
+        if !schemes.iter().any(|s| part.starts_with(&format!("{s}://")) && part.len() > s.len() + 3)
+        {
+            return Err(format!(
+                "{part:?} must be a URL starting with {}",
+                schemes.join(":// or ") + "://"
+            ));
         }
     }
     Ok(t.to_owned())

@@ -12,13 +12,25 @@ use crate::parse;
 pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("listen", "127.0.0.1:8080", "address to bind; port 0 picks a free port"),
     ("node_id", "random", "this node's id in presence"),
-    ("auth_hs256_secret", "none", "HS256 secret (at least 16 bytes); required unless --dev or a public key is set"),
+    (
+        "auth_hs256_secret",
+        "none",
+        "HS256 secret (at least 16 bytes); required unless --dev or a public key is set",
+    ),
     ("auth_public_key_file", "none", "PEM public key for RS256 or ES256"),
-    ("auth_public_key_alg", "from the key", "RS256 or ES256, when the key file should be pinned to one"),
+    (
+        "auth_public_key_alg",
+        "from the key",
+        "RS256 or ES256, when the key file should be pinned to one",
+    ),
     ("auth_audience", "not checked", "required `aud`"),
     ("auth_issuer", "not checked", "required `iss`"),
     ("auth_leeway_ms", "5000", "clock skew allowed on exp / nbf"),
-    ("allowed_origins", "none", "comma-separated Origins allowed on /v1/ws and /v1/sse (`*` for any); requests without Origin are always allowed; --dev: any"),
+    (
+        "allowed_origins",
+        "none",
+        "comma-separated Origins allowed on /v1/ws and /v1/sse (`*` for any); requests without Origin are always allowed; --dev: any",
+    ),
     ("redis_url", "unset: embedded", "Redis for presence, log and cross-node fan-out"),
     ("store_url", "unset: embedded", "postgres://… for the turn store"),
     ("data_dir", "./data", "where the embedded store lives"),
@@ -216,10 +228,10 @@ impl Config {
 
         // Apply in table order so messages come out in a stable order.
         for (key, _, _) in SETTINGS {
-            if let Some((label, value)) = raw.remove(key) {
-                if let Err(message) = cfg.apply(key, &value) {
-                    errors.push(ConfigError { setting: label, message });
-                }
+            if let Some((label, value)) = raw.remove(key)
+                && let Err(message) = cfg.apply(key, &value)
+            {
+                errors.push(ConfigError { setting: label, message });
             }
         }
         cfg.finish(&mut errors);
@@ -320,13 +332,9 @@ impl Config {
             "max_endpoints_per_user" => self.max_endpoints_per_user = parse::int(v, 1, 1 << 20)?,
             "max_body_bytes" => self.max_body_bytes = parse::int(v, 1_024, 1 << 30)?,
             "max_ndjson_line_bytes" => self.max_ndjson_line_bytes = parse::int(v, 1_024, 1 << 30)?,
-            "max_ndjson_body_bytes" => {
-                self.max_ndjson_body_bytes = parse::int(v, 1_024, 1 << 40)?
-            }
+            "max_ndjson_body_bytes" => self.max_ndjson_body_bytes = parse::int(v, 1_024, 1 << 40)?,
             "dedup_window_ms" => self.dedup_window_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
-            "turn_retention_ms" => {
-                self.turn_retention_ms = parse::int(v, 1_000, 30 * 86_400_000)?
-            }
+            "turn_retention_ms" => self.turn_retention_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
             "drain_timeout_ms" => self.drain_timeout_ms = parse::int(v, 0, 600_000)?,
             "reconnect_after_ms" => self.reconnect_after_ms = parse::int(v, 0, 600_000)?,
             "ws_read_buffer_bytes" => self.ws_read_buffer_bytes = parse::int(v, 64, 1 << 20)?,
@@ -346,8 +354,8 @@ impl Config {
 
 /// Reads a TOML file into (key, value as text) pairs. Arrays (of origins) are joined by commas.
 fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let table: toml::Table =
         text.parse().map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
     let mut out = Vec::new();

@@ -37,10 +37,7 @@ impl PresenceRegistry for MemoryPresence {
     async fn register(&self, user_id: &str, endpoint: &EndpointInfo) -> Result<(), PresenceError> {
         let order = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let entry = Entry { info: endpoint.clone(), order, expires: Instant::now() + self.ttl };
-        self.users
-            .entry(user_id.to_owned())
-            .or_default()
-            .insert(endpoint.conn_id.clone(), entry);
+        self.users.entry(user_id.to_owned()).or_default().insert(endpoint.conn_id.clone(), entry);
         Ok(())
     }
 
@@ -55,10 +52,10 @@ impl PresenceRegistry for MemoryPresence {
     async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<(), PresenceError> {
         let expires = Instant::now() + self.ttl;
         for key in endpoints {
-            if let Some(mut eps) = self.users.get_mut(&key.user_id) {
-                if let Some(e) = eps.get_mut(&key.conn_id) {
-                    e.expires = expires;
-                }
+            if let Some(mut eps) = self.users.get_mut(&key.user_id)
+                && let Some(e) = eps.get_mut(&key.conn_id)
+            {
+                e.expires = expires;
             }
         }
         Ok(())
@@ -90,7 +87,8 @@ mod tests {
     #[tokio::test]
     async fn passes_the_contract() {
         let ttl = Duration::from_millis(300);
-        contract::run_all(&|| Box::new(MemoryPresence::new(ttl)) as Box<dyn PresenceRegistry>).await;
+        contract::run_all(&|| Box::new(MemoryPresence::new(ttl)) as Box<dyn PresenceRegistry>)
+            .await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -194,8 +194,12 @@ mod tests {
     fn event_items_match_the_protocol_shapes() {
         let d: EventItem = serde_json::from_str(r#"{"delta":"hi"}"#).unwrap();
         assert_eq!(d, EventItem::Delta("hi".into()));
-        let e: EventItem = serde_json::from_str(r#"{"end":{"status":"failed","error":"x"}}"#).unwrap();
-        assert_eq!(e, EventItem::End(EndItem { status: TurnStatus::Failed, error: Some("x".into()) }));
+        let e: EventItem =
+            serde_json::from_str(r#"{"end":{"status":"failed","error":"x"}}"#).unwrap();
+        assert_eq!(
+            e,
+            EventItem::End(EndItem { status: TurnStatus::Failed, error: Some("x".into()) })
+        );
         assert!(serde_json::from_str::<EventItem>(r#"{"delta":"a","end":{}}"#).is_err());
     }
 

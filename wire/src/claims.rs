@@ -61,8 +61,6 @@ impl Claims {
 
     /// Whether the space-separated `scope` claim holds `wanted`.
     pub fn has_scope(&self, wanted: &str) -> bool {
-        self.scope
-            .as_deref()
-            .is_some_and(|s| s.split_ascii_whitespace().any(|s| s == wanted))
+        self.scope.as_deref().is_some_and(|s| s.split_ascii_whitespace().any(|s| s == wanted))
     }
 }

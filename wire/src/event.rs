@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn end_omits_error_unless_failed() {
-        let body = EventBody::TurnEnd { turn_id: "t".into(), status: TurnStatus::Completed, error: None };
+        let body =
+            EventBody::TurnEnd { turn_id: "t".into(), status: TurnStatus::Completed, error: None };
         let s = serde_json::to_string(&body).unwrap();
         assert_eq!(s, r#"{"type":"turn.end","turn_id":"t","status":"completed"}"#);
     }

@@ -36,14 +36,8 @@ impl ClientFrame {
     }
 
     /// Every client frame type, for error messages.
-    pub const TYPES: &'static [&'static str] = &[
-        "ping",
-        "turn.sync",
-        "turn.cancel",
-        "notification.read",
-        "presence.get",
-        "auth.refresh",
-    ];
+    pub const TYPES: &'static [&'static str] =
+        &["ping", "turn.sync", "turn.cancel", "notification.read", "presence.get", "auth.refresh"];
 }
 
 /// A control frame the server sends.
@@ -133,7 +127,8 @@ mod tests {
 
     #[test]
     fn client_frames_parse_with_ref() {
-        let f: ClientFrame = serde_json::from_str(r#"{"type":"turn.sync","turn_id":"t","ref":1}"#).unwrap();
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"turn.sync","turn_id":"t","ref":1}"#).unwrap();
         assert_eq!(f, ClientFrame::TurnSync { turn_id: "t".into() });
         let text = ClientFrame::Ping.to_json(Some(Value::from("r1")));
         assert_eq!(text, r#"{"ref":"r1","type":"ping"}"#);
@@ -144,7 +139,10 @@ mod tests {
         let e = ServerFrame::parse(r#"{"seq":1,"type":"notification.read","id":"n"}"#).unwrap();
         assert_eq!(
             e,
-            ServerFrame::Event(LogEvent { seq: 1, body: EventBody::NotificationRead { id: "n".into() } })
+            ServerFrame::Event(LogEvent {
+                seq: 1,
+                body: EventBody::NotificationRead { id: "n".into() }
+            })
         );
         let c = ServerFrame::parse(r#"{"type":"pong","ref":3}"#).unwrap();
         assert_eq!(c, ServerFrame::Control(ControlFrame::Pong { reference: Some(Value::from(3)) }));

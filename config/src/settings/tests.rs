@@ -67,7 +67,8 @@ fn every_bad_value_is_reported_by_name() {
 
 #[test]
 fn short_secret_is_refused() {
-    let err = Config::load(None, env(&[("GATEWAY_AUTH_HS256_SECRET", "short")]), false).unwrap_err();
+    let err =
+        Config::load(None, env(&[("GATEWAY_AUTH_HS256_SECRET", "short")]), false).unwrap_err();
     assert!(err.to_string().contains("at least 16 bytes"), "{err}");
 }
 
@@ -115,7 +116,8 @@ fn file_then_env_with_env_winning() {
 
 #[test]
 fn unknown_variables_are_collected_not_fatal() {
-    let c = Config::load(None, env(&[SECRET, ("GATEWAY_HEARTBEET_MS", "1"), ("PATH", "/bin")]), false)
-        .unwrap();
+    let c =
+        Config::load(None, env(&[SECRET, ("GATEWAY_HEARTBEET_MS", "1"), ("PATH", "/bin")]), false)
+            .unwrap();
     assert_eq!(c.unknown_variables, vec!["GATEWAY_HEARTBEET_MS".to_string()]);
 }

@@ -1,0 +1,75 @@
+//! Request extraction: the caller's token, and JSON bodies with a size limit and errors in the
+//! protocol's shape.
+
+use std::borrow::Cow;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{AuthError, Principal};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A request whose token verified. Rejection: 401 with the reason.
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match token(parts).and_then(|t| state.verifier.verify(&t)) {
+            Ok(p) => Ok(Authenticated(p)),
+            Err(e) => {
+                state.metrics.auth_failures.increment(1);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The token from `Authorization: Bearer …`, else the `access_token` query parameter.
+fn token(parts: &Parts) -> Result<Cow<'_, str>, AuthError> {
+    if let Some(h) = parts.headers.get(AUTHORIZATION) {
+        let value = h.to_str().unwrap_or("");
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || rest.is_empty() || rest.contains(' ') {
+            return Err(AuthError {
+                code: "invalid_token",
+                message: "the Authorization header is not \"Bearer <jwt>\"".into(),
+            });
+        }
+        return Ok(Cow::Borrowed(rest));
+    }
+    parts
+        .uri
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token"))
+        .map(|(_, v)| v)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AuthError {
+            code: "missing_token",
+            message: "a token is required: Authorization: Bearer <jwt>, or ?access_token=<jwt>"
+                .into(),
+        })
+}
+
+/// Reads a whole JSON body of at most `limit` bytes into `T`.
+pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(
+            "body_too_large",
+            format!("the body is larger than {limit} bytes (GATEWAY_MAX_BODY_BYTES)"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not the JSON expected: {e}"),
+        )
+    })
+}

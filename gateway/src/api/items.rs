@@ -1,0 +1,73 @@
+//! Parsing one producer item (`{"delta"}`, `{"trace"}`, `{"end"}`) with messages that say what
+//! is wrong, for the 400 that names the line.
+
+use serde_json::Value;
+use wire::TurnStatus;
+use wire::api::{EndItem, EventItem, TraceItem};
+
+/// Parses one item from JSON text.
+pub fn parse_item(text: &str) -> Result<EventItem, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let Value::Object(mut map) = v else {
+        return Err("an item must be a JSON object".into());
+    };
+    let keys: Vec<&str> =
+        ["delta", "trace", "end"].into_iter().filter(|k| map.contains_key(*k)).collect();
+    if keys.len() != 1 || map.len() != 1 {
+        return Err(
+            "an item must hold exactly one of \"delta\", \"trace\", \"end\" and nothing else"
+                .into(),
+        );
+    }
+    match keys[0] {
+        "delta" => match map.remove("delta") {
+            Some(Value::String(s)) => Ok(EventItem::Delta(s)),
+            _ => Err("\"delta\" must be a string".into()),
+        },
+        "trace" => {
+            let Some(Value::Object(mut t)) = map.remove("trace") else {
+                return Err("\"trace\" must be an object {\"kind\", \"data\"}".into());
+            };
+            let kind = match t.remove("kind") {
+                Some(Value::String(k)) if !k.is_empty() && k.len() <= 64 => k,
+                _ => return Err("\"trace\".\"kind\" must be a string of 1-64 characters".into()),
+            };
+            Ok(EventItem::Trace(TraceItem { kind, data: t.remove("data").unwrap_or(Value::Null) }))
+        }
+        _ => {
+            let Some(Value::Object(mut e)) = map.remove("end") else {
+                return Err("\"end\" must be an object {\"status\", \"error\"?}".into());
+            };
+            let status = match e.get("status").and_then(Value::as_str) {
+                Some("completed") => TurnStatus::Completed,
+                Some("failed") => TurnStatus::Failed,
+                _ => return Err("\"end\".\"status\" must be \"completed\" or \"failed\"".into()),
+            };
+            Ok(EventItem::End(EndItem { status, error: e.remove("error") }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_and_their_errors() {
+        assert_eq!(parse_item(r#"{"delta":"a"}"#), Ok(EventItem::Delta("a".into())));
+        assert!(matches!(
+            parse_item(r#"{"trace":{"kind":"tool_call","data":{"x":1}}}"#),
+            Ok(EventItem::Trace(_))
+        ));
+        assert!(parse_item("{").unwrap_err().contains("not valid JSON"));
+        assert!(parse_item("[1]").unwrap_err().contains("object"));
+        assert!(parse_item(r#"{"delta":1}"#).unwrap_err().contains("string"));
+        assert!(
+            parse_item(r#"{"delta":"a","end":{"status":"completed"}}"#)
+                .unwrap_err()
+                .contains("exactly one")
+        );
+        assert!(parse_item(r#"{"end":{"status":"cancelled"}}"#).unwrap_err().contains("completed"));
+        assert!(parse_item(r#"{"trace":{"data":1}}"#).unwrap_err().contains("kind"));
+    }
+}

@@ -1,0 +1,61 @@
+//! A published log event, serialized once and shared by every endpoint that sends it.
+
+use std::sync::OnceLock;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio::time::Instant;
+
+/// One event of a user's log. Endpoints share it through an `Arc`; the JSON is built once at
+/// publish time and the SSE framing once, on the first SSE delivery.
+#[derive(Debug)]
+pub struct Entry {
+    pub seq: u64,
+    /// The event `type`, also the SSE `event:` name.
+    pub kind: &'static str,
+    /// The JSON text of the event, `seq` included: the WebSocket frame as is.
+    pub json: Utf8Bytes,
+    /// When it was appended, for retention by age.
+    pub at: Instant,
+    /// `id:`/`event:`/`data:` framing, built lazily: most users have no SSE endpoint.
+    sse: OnceLock<Bytes>,
+}
+
+impl Entry {
+    /// Builds the entry from the event body's JSON (`{"type":…}`), splicing in `seq` so the body
+    /// can be serialized before the log lock is taken.
+    pub fn new(seq: u64, kind: &'static str, body_json: &str) -> Entry {
+        let rest = body_json.strip_prefix('{').unwrap_or(body_json);
+        let json = format!("{{\"seq\":{seq},{rest}");
+        Entry { seq, kind, json: Utf8Bytes::from(json), at: Instant::now(), sse: OnceLock::new() }
+    }
+
+    /// The SSE frame of this entry within `epoch`.
+    pub fn sse_frame(&self, epoch: &str) -> &Bytes {
+        self.sse.get_or_init(|| {
+            Bytes::from(format!(
+                "id: {epoch}:{}\nevent: {}\ndata: {}\n\n",
+                self.seq,
+                self.kind,
+                self.json.as_str()
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_is_spliced_in_front() {
+        let e = Entry::new(9, "notification.read", r#"{"type":"notification.read","id":"n1"}"#);
+        assert_eq!(e.json.as_str(), r#"{"seq":9,"type":"notification.read","id":"n1"}"#);
+        let v: wire::LogEvent = serde_json::from_str(e.json.as_str()).unwrap();
+        assert_eq!(v.seq, 9);
+        assert_eq!(
+            e.sse_frame("ep").as_ref(),
+            b"id: ep:9\nevent: notification.read\ndata: {\"seq\":9,\"type\":\"notification.read\",\"id\":\"n1\"}\n\n"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The fan-out hub: each user's log and the live endpoints that receive it.
+//!
+//! Appending to a user's log and handing the event to every endpoint of that user happen under
+//! one per-user lock, and so does attaching a new endpoint (snapshot of what it missed, then
+//! registration for live events). That is what makes "every endpoint gets every event, in seq
+//! order, none missing, none twice" hold even for an endpoint that connects mid-stream.
+//!
+//! Publishing never waits for a client: each endpoint has a bounded queue, filled with
+//! `try_send`; an endpoint whose queue is full is told to close with 4008 and drops out, and
+//! its client resumes from the retained log.
+
+mod endpoint;
+mod entry;
+mod log;
+
+pub use endpoint::{Attachment, EndpointCtl, Reservation};
+pub use entry::Entry;
+pub use log::Retention;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use wire::EventBody;
+
+use crate::metrics::Metrics;
+use endpoint::Outbox;
+use log::Ring;
+
+/// Per-user logs and endpoints of this process.
+pub struct Hub {
+    users: DashMap<Arc<str>, Arc<Mutex<UserLog>>>,
+    retention: Retention,
+    max_endpoints: usize,
+    queue_depth: usize,
+    /// Random per process: epochs of different process lives never collide.
+    epoch_prefix: String,
+    /// Distinguishes successive lives of one user's log within this process.
+    lives: AtomicU64,
+    /// Numbers endpoints so they can be found again on detach.
+    next_endpoint: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+/// One user's log and live endpoints.
+struct UserLog {
+    user: Arc<str>,
+    /// The life of this log; resume points from another life are refused.
+    epoch: Arc<str>,
+    ring: Ring,
+    endpoints: Vec<Outbox>,
+    /// Endpoints admitted (counted against the limit) but not yet attached.
+    reserved: usize,
+    /// Set when the janitor dropped this log from the map: callers holding it look again.
+    retired: bool,
+}
+
+/// Why an endpoint cannot be admitted.
+#[derive(Debug, thiserror::Error)]
+#[error("user already holds {0} endpoints (GATEWAY_MAX_ENDPOINTS_PER_USER)")]
+pub struct TooManyEndpoints(pub usize);
+
+/// A resume point a client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeFrom {
+    pub epoch: String,
+    pub after: u64,
+}
+
+impl Hub {
+    pub fn new(
+        retention: Retention,
+        max_endpoints: usize,
+        queue_depth: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Hub {
+            users: DashMap::new(),
+            retention,
+            max_endpoints,
+            queue_depth,
+            epoch_prefix: format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
+            lives: AtomicU64::new(0),
+            next_endpoint: AtomicU64::new(1),
+            metrics,
+        }
+    }
+
+    /// Runs `f` on the user's live log, creating it when absent. Retries when the janitor
+    /// retired the log between the lookup and the lock, so nothing lands in a dropped log.
+    fn with_log<R>(&self, user: &str, mut f: impl FnMut(&mut UserLog) -> R) -> R {
+        loop {
+            let slot = match self.users.get(user) {
+                Some(s) => s.clone(),
+                None => self
+                    .users
+                    .entry(Arc::from(user))
+                    .or_insert_with(|| Arc::new(Mutex::new(self.new_log(user))))
+                    .clone(),
+            };
+            let mut log = slot.lock();
+            if !log.retired {
+                return f(&mut log);
+            }
+        }
+    }
+
+    fn new_log(&self, user: &str) -> UserLog {
+        let life = self.lives.fetch_add(1, Ordering::Relaxed);
+        UserLog {
+            user: Arc::from(user),
+            epoch: Arc::from(format!("{}-{life:x}", self.epoch_prefix)),
+            ring: Ring::new(),
+            endpoints: Vec::new(),
+            reserved: 0,
+            retired: false,
+        }
+    }
+
+    /// Appends `body` to the user's log and hands it to every endpoint of the user.
+    pub fn publish(&self, user: &str, body: &EventBody) -> Arc<Entry> {
+        // Serialize before taking the lock; the seq is spliced in under it.
+        let body_json = serde_json::to_string(body).unwrap_or_default();
+        let kind = body.kind();
+        let entry = self.with_log(user, |log| {
+            let entry = Arc::new(Entry::new(log.ring.next_seq(), kind, &body_json));
+            log.ring.push(entry.clone(), self.retention);
+            let metrics = &self.metrics;
+            log.endpoints.retain(|ep| match ep.tx.try_send(entry.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    ep.ctl.close(wire::close::SLOW_CONSUMER);
+                    metrics.slow_consumer_closes.increment(1);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+            entry
+        });
+        self.metrics.events_published.increment(1);
+        entry
+    }
+
+    /// The newest seq of the user's log.
+    pub fn head(&self, user: &str) -> u64 {
+        self.users.get(user).map(|s| s.lock().ring.head()).unwrap_or(0)
+    }
+
+    /// Admits one more endpoint for `user` if the limit allows; the reservation is released
+    /// when dropped unattached (a failed upgrade).
+    pub fn reserve(&self, user: &str) -> Result<Reservation, TooManyEndpoints> {
+        let max = self.max_endpoints;
+        self.with_log(user, |log| {
+            if log.endpoints.len() + log.reserved >= max {
+                return Err(TooManyEndpoints(max));
+            }
+            log.reserved += 1;
+            Ok(())
+        })?;
+        let slot = self.users.get(user).map(|s| s.clone());
+        Ok(Reservation::new(Arc::from(user), slot))
+    }
+
+    /// Registers an admitted endpoint for live events and returns what it missed since
+    /// `resume` (all of it, or nothing with `resumed: false`), atomically with respect to
+    /// publishing.
+    pub fn attach(&self, reservation: Reservation, resume: Option<&ResumeFrom>) -> Attachment {
+        let (tx, rx) = mpsc::channel(self.queue_depth);
+        let ctl = Arc::new(EndpointCtl::default());
+        let id = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
+        let user = reservation.consume();
+        let (epoch, head, replay) = self.with_log(&user, |log| {
+            log.reserved = log.reserved.saturating_sub(1);
+            let replay =
+                resume.filter(|r| *r.epoch == *log.epoch).and_then(|r| log.ring.since(r.after));
+            log.endpoints.push(Outbox { id, tx: tx.clone(), ctl: ctl.clone() });
+            (log.epoch.clone(), log.ring.head(), replay)
+        });
+        if resume.is_some() {
+            let hit = replay.is_some();
+            self.metrics.resume(hit);
+        }
+        Attachment {
+            id,
+            user,
+            epoch,
+            head,
+            resumed: replay.is_some(),
+            replay: replay.unwrap_or_default(),
+            rx,
+            ctl,
+        }
+    }
+
+    /// Removes an endpoint from live delivery (its connection closed).
+    pub fn detach(&self, user: &str, id: u64) {
+        if let Some(slot) = self.users.get(user).map(|s| s.clone()) {
+            let mut log = slot.lock();
+            log.endpoints.retain(|ep| ep.id != id);
+        }
+    }
+
+    /// Drops retained events older than the retention age, and the logs of users with no
+    /// endpoint and nothing retained. Called periodically by a background task.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let retention = self.retention;
+        let before = self.users.len();
+        self.users.retain(|_, slot| {
+            let mut log = slot.lock();
+            log.ring.trim_age(retention, now);
+            let idle = log.endpoints.is_empty() && log.reserved == 0;
+            let expired =
+                log.ring.newest_at().is_none_or(|at| now.duration_since(at) > retention.age);
+            if idle && expired {
+                log.retired = true;
+                tracing::trace!(user = %log.user, "user log retired");
+                return false;
+            }
+            true
+        });
+        before - self.users.len()
+    }
+
+    /// Tells every endpoint to close with `code` (drain).
+    pub fn close_all(&self, code: u16) {
+        for slot in self.users.iter() {
+            for ep in &slot.lock().endpoints {
+                ep.ctl.close(code);
+            }
+        }
+    }
+
+    /// Number of users with a log in memory.
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

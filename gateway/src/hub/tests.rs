@@ -1,0 +1,131 @@
+use std::time::Duration;
+
+use super::*;
+
+fn hub(retention: usize, max_endpoints: usize, queue: usize) -> Hub {
+    Hub::new(
+        Retention { count: retention, age: Duration::from_secs(3600) },
+        max_endpoints,
+        queue,
+        Arc::new(Metrics::new()),
+    )
+}
+
+fn read(id: &str) -> EventBody {
+    EventBody::NotificationRead { id: id.into() }
+}
+
+fn drain(a: &mut Attachment) -> Vec<u64> {
+    let mut out = Vec::new();
+    while let Ok(e) = a.rx.try_recv() {
+        out.push(e.seq);
+    }
+    out
+}
+
+#[test]
+fn every_endpoint_gets_every_event_in_order_and_users_are_apart() {
+    let h = hub(100, 8, 64);
+    let mut a = h.attach(h.reserve("u1").unwrap(), None);
+    let mut b = h.attach(h.reserve("u1").unwrap(), None);
+    let mut other = h.attach(h.reserve("u2").unwrap(), None);
+    for i in 0..10 {
+        h.publish("u1", &read(&i.to_string()));
+    }
+    assert_eq!(drain(&mut a), (1..=10).collect::<Vec<_>>());
+    assert_eq!(drain(&mut b), (1..=10).collect::<Vec<_>>());
+    assert!(drain(&mut other).is_empty());
+    assert_eq!(h.head("u1"), 10);
+    assert_eq!(h.head("u2"), 0);
+}
+
+#[test]
+fn resume_replays_exactly_the_missing_events() {
+    let h = hub(100, 8, 64);
+    let first = h.attach(h.reserve("u").unwrap(), None);
+    let epoch = first.epoch.to_string();
+    for i in 0..5 {
+        h.publish("u", &read(&i.to_string()));
+    }
+    let mut r =
+        h.attach(h.reserve("u").unwrap(), Some(&ResumeFrom { epoch: epoch.clone(), after: 2 }));
+    assert!(r.resumed);
+    assert_eq!(r.head, 5);
+    assert_eq!(r.replay.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+    h.publish("u", &read("live"));
+    assert_eq!(drain(&mut r), vec![6], "live events continue the replay, no overlap");
+
+    let wrong =
+        h.attach(h.reserve("u").unwrap(), Some(&ResumeFrom { epoch: "other".into(), after: 2 }));
+    assert!(!wrong.resumed && wrong.replay.is_empty());
+    let future = h.attach(h.reserve("u").unwrap(), Some(&ResumeFrom { epoch, after: 99 }));
+    assert!(!future.resumed);
+}
+
+#[test]
+fn resume_fails_once_the_log_was_trimmed() {
+    let h = hub(3, 8, 64);
+    let epoch = h.attach(h.reserve("u").unwrap(), None).epoch.to_string();
+    for i in 0..6 {
+        h.publish("u", &read(&i.to_string()));
+    }
+    let r = h.attach(h.reserve("u").unwrap(), Some(&ResumeFrom { epoch: epoch.clone(), after: 1 }));
+    assert!(!r.resumed);
+    let r = h.attach(h.reserve("u").unwrap(), Some(&ResumeFrom { epoch, after: 3 }));
+    assert!(r.resumed);
+    assert_eq!(r.replay.len(), 3);
+}
+
+#[tokio::test]
+async fn a_full_queue_closes_that_endpoint_only_with_4008() {
+    let h = hub(100, 8, 4);
+    let slow = h.attach(h.reserve("u").unwrap(), None);
+    let mut fast = h.attach(h.reserve("u").unwrap(), None);
+    let mut got = Vec::new();
+    for i in 0..10 {
+        h.publish("u", &read(&i.to_string()));
+        got.extend(drain(&mut fast));
+    }
+    assert_eq!(got, (1..=10).collect::<Vec<_>>());
+    assert_eq!(slow.ctl.closed().await, wire::close::SLOW_CONSUMER);
+    assert_eq!(fast.ctl.requested(), None);
+}
+
+#[test]
+fn the_endpoint_limit_counts_reservations_and_frees_on_drop() {
+    let h = hub(10, 2, 4);
+    let r1 = h.reserve("u").unwrap();
+    let a = h.attach(h.reserve("u").unwrap(), None);
+    assert!(h.reserve("u").is_err(), "one attached + one reserved = the limit");
+    drop(r1);
+    let r3 = h.reserve("u").unwrap();
+    h.detach("u", a.id);
+    let _r4 = h.reserve("u").unwrap();
+    assert!(h.reserve("u").is_err());
+    drop(r3);
+    assert!(h.reserve("other").is_ok(), "the limit is per user");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sweep_retires_idle_logs_and_a_new_life_has_a_new_epoch() {
+    let h = Hub::new(
+        Retention { count: 10, age: Duration::from_secs(60) },
+        4,
+        4,
+        Arc::new(Metrics::new()),
+    );
+    let a = h.attach(h.reserve("u").unwrap(), None);
+    let old_epoch = a.epoch.clone();
+    h.publish("u", &read("x"));
+    h.detach("u", a.id);
+    assert_eq!(h.sweep(), 0, "recent events keep the log");
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(h.sweep(), 1);
+    let b = h.attach(
+        h.reserve("u").unwrap(),
+        Some(&ResumeFrom { epoch: old_epoch.to_string(), after: 1 }),
+    );
+    assert_ne!(b.epoch, old_epoch);
+    assert!(!b.resumed);
+    assert_eq!(b.head, 0);
+}

@@ -1,0 +1,120 @@
+//! `gateway [--config FILE] [--dev]`: read settings, set up logs, bind, serve, drain.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use config::{Config, EXIT_USAGE, LogFormat};
+use gateway::auth::{self, Verifier};
+use gateway::state::AppState;
+use presence::MemoryPresence;
+
+#[derive(Parser)]
+#[command(version, about = "Streaming gateway: WebSocket/SSE fan-out of per-user event logs")]
+struct Args {
+    /// TOML file of settings (keys as the GATEWAY_* variables, lower case, without the prefix).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Development mode: a random secret when none is set, any Origin, sample tokens printed.
+    #[arg(long)]
+    dev: bool,
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ! {
+    eprintln!("gateway: {message}");
+    std::process::exit(EXIT_USAGE);
+}
+
+fn main() {
+    let args = Args::parse();
+    let cfg = Config::load(args.config.as_deref(), std::env::vars(), args.dev)
+        .unwrap_or_else(|e| usage_error(e));
+    init_tracing(cfg.log_format);
+    for name in &cfg.unknown_variables {
+        tracing::warn!(variable = %name, "unknown GATEWAY_ variable ignored (a typo?)");
+    }
+    if cfg.redis_url.is_some() {
+        usage_error(
+            "GATEWAY_REDIS_URL: Redis mode is not available in this build yet; unset it to run embedded",
+        );
+    }
+    if cfg.store_url.is_some() {
+        usage_error(
+            "GATEWAY_STORE_URL: the PostgreSQL store is not available in this build yet; unset it",
+        );
+    }
+    let verifier = Verifier::from_config(&cfg).unwrap_or_else(|e| usage_error(e));
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| {
+            eprintln!("gateway: cannot start the runtime: {e}");
+            std::process::exit(1)
+        });
+    if let Err(e) = runtime.block_on(run(cfg, verifier)) {
+        eprintln!("gateway: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cfg: Config, verifier: Verifier) -> anyhow::Result<()> {
+    let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
+    let state = AppState::new(&cfg, verifier, presence);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("GATEWAY_LISTEN: cannot bind {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        if cfg.dev {
+            print_dev_tokens(&mut out, &cfg)?;
+        }
+        out.flush()?;
+    }
+    tracing::info!(%addr, node_id = %cfg.node_id, "serving (embedded mode)");
+    gateway::server::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn print_dev_tokens(out: &mut impl Write, cfg: &Config) -> std::io::Result<()> {
+    let Some(secret) = &cfg.auth_hs256_secret else { return Ok(()) };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let user = wire::Claims::new("dev-user", now, 86_400);
+    let producer =
+        wire::Claims::new("dev-producer", now, 86_400).with_scope("gateway.publish gateway.admin");
+    writeln!(out, "dev user token (sub=dev-user, 24 h): {}", auth::sign_hs256(secret, &user))?;
+    writeln!(
+        out,
+        "dev producer token (scope gateway.publish gateway.admin, 24 h): {}",
+        auth::sign_hs256(secret, &producer)
+    )
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

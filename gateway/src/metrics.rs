@@ -1,0 +1,98 @@
+//! The gateway's metrics: one Prometheus registry created at start-up and handed down, with
+//! every handle registered once so the hot path only touches an atomic.
+
+use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use wire::Transport;
+
+/// Handles to every metric the gateway records.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+    endpoints_ws: Gauge,
+    endpoints_sse: Gauge,
+    pub events_published: Counter,
+    pub events_delivered: Counter,
+    pub slow_consumer_closes: Counter,
+    pub auth_failures: Counter,
+    resume_hits: Counter,
+    resume_misses: Counter,
+    pub bad_frames: Counter,
+    pub turns_started: Counter,
+    pub notifications: Counter,
+    pub notifications_deduplicated: Counter,
+}
+
+const META: Metadata<'static> = Metadata::new("gateway", Level::INFO, None);
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let counter = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+            let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
+            recorder.register_counter(&Key::from_parts(name, labels), &META)
+        };
+        let gauge = |name: &'static str, transport: &'static str| {
+            recorder.register_gauge(
+                &Key::from_parts(name, vec![Label::new("transport", transport)]),
+                &META,
+            )
+        };
+        let process = metrics_process::Collector::default();
+        metrics::with_local_recorder(&recorder, || process.describe());
+        let m = Metrics {
+            endpoints_ws: gauge("gateway_endpoints", "ws"),
+            endpoints_sse: gauge("gateway_endpoints", "sse"),
+            events_published: counter("gateway_events_published_total", &[]),
+            events_delivered: counter("gateway_events_delivered_total", &[]),
+            slow_consumer_closes: counter("gateway_slow_consumer_closes_total", &[]),
+            auth_failures: counter("gateway_auth_failures_total", &[]),
+            resume_hits: counter("gateway_resume_total", &[("result", "hit")]),
+            resume_misses: counter("gateway_resume_total", &[("result", "miss")]),
+            bad_frames: counter("gateway_bad_frames_total", &[]),
+            turns_started: counter("gateway_turns_started_total", &[]),
+            notifications: counter("gateway_notifications_total", &[]),
+            notifications_deduplicated: counter("gateway_notifications_deduplicated_total", &[]),
+            recorder,
+            handle,
+            process,
+        };
+        // Zero-valued series are not printed until touched; touch them so dashboards see 0.
+        m.endpoints_ws.increment(0.0);
+        m.endpoints_sse.increment(0.0);
+        m
+    }
+
+    pub fn endpoint_opened(&self, t: Transport) {
+        self.endpoints(t).increment(1.0);
+    }
+
+    pub fn endpoint_closed(&self, t: Transport) {
+        self.endpoints(t).decrement(1.0);
+    }
+
+    fn endpoints(&self, t: Transport) -> &Gauge {
+        match t {
+            Transport::Ws => &self.endpoints_ws,
+            Transport::Sse => &self.endpoints_sse,
+        }
+    }
+
+    pub fn resume(&self, hit: bool) {
+        if hit { &self.resume_hits } else { &self.resume_misses }.increment(1);
+    }
+
+    /// The Prometheus text exposition, process metrics (RSS, CPU seconds) included.
+    pub fn render(&self) -> String {
+        metrics::with_local_recorder(&self.recorder, || self.process.collect());
+        self.handle.render()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,115 @@
+//! The state every handler and connection shares.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use config::{Config, OriginPolicy};
+use dashmap::DashMap;
+use presence::PresenceRegistry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Verifier;
+use crate::hub::{Hub, Retention};
+use crate::metrics::Metrics;
+use crate::notifications::Notifications;
+use crate::turns::Turns;
+
+/// Cheap to clone: one `Arc` to [`Shared`].
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Limits and timings the handlers read, taken from [`Config`] once.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub heartbeat: Duration,
+    pub max_frame_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_ndjson_line_bytes: usize,
+    pub max_ndjson_body_bytes: u64,
+    pub reconnect_after_ms: u64,
+    pub ws_read_buffer_bytes: usize,
+    pub ws_write_buffer_bytes: usize,
+    pub drain_timeout: Duration,
+}
+
+pub struct Shared {
+    pub node_id: String,
+    pub verifier: Verifier,
+    pub origins: OriginPolicy,
+    pub limits: Limits,
+    /// Per-user logs and live endpoints of this node.
+    pub hub: Hub,
+    pub turns: Turns,
+    pub notifications: Notifications,
+    pub presence: Arc<dyn PresenceRegistry>,
+    pub metrics: Arc<Metrics>,
+    /// This node's endpoints (conn_id → user), for the batched presence refresh.
+    pub local_endpoints: DashMap<String, Arc<str>>,
+    /// Cancelled when the node starts draining: every connection says goodbye.
+    pub shutdown: CancellationToken,
+    /// WebSocket connection tasks, which hyper does not track once upgraded.
+    pub connections: TaskTracker,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(cfg: &Config, verifier: Verifier, presence: Arc<dyn PresenceRegistry>) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let retention = Retention {
+            count: cfg.log_retention as usize,
+            age: Duration::from_millis(cfg.log_retention_ms),
+        };
+        AppState(Arc::new(Shared {
+            node_id: cfg.node_id.clone(),
+            verifier,
+            origins: cfg.allowed_origins.clone(),
+            limits: Limits {
+                heartbeat: Duration::from_millis(cfg.heartbeat_ms),
+                max_frame_bytes: cfg.max_frame_bytes as usize,
+                max_body_bytes: cfg.max_body_bytes as usize,
+                max_ndjson_line_bytes: cfg.max_ndjson_line_bytes as usize,
+                max_ndjson_body_bytes: cfg.max_ndjson_body_bytes,
+                reconnect_after_ms: cfg.reconnect_after_ms,
+                ws_read_buffer_bytes: cfg.ws_read_buffer_bytes as usize,
+                ws_write_buffer_bytes: cfg.ws_write_buffer_bytes as usize,
+                drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
+            },
+            hub: Hub::new(
+                retention,
+                cfg.max_endpoints_per_user as usize,
+                cfg.outbound_queue as usize,
+                metrics.clone(),
+            ),
+            turns: Turns::new(Duration::from_millis(cfg.turn_retention_ms)),
+            notifications: Notifications::new(Duration::from_millis(cfg.dedup_window_ms)),
+            presence,
+            metrics,
+            local_endpoints: DashMap::new(),
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            draining: AtomicBool::new(false),
+        }))
+    }
+}
+
+impl Shared {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Refuses new work and tells every connection to leave.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,195 @@
+//! Client frames (WebSocket only): parse, act, and say what to send back.
+//!
+//! A malformed or unknown frame gets an error frame and counts as a bad frame; more than
+//! [`BAD_FRAME_LIMIT`] within [`BAD_FRAME_WINDOW`] closes the connection with 1008. A
+//! well-formed request that cannot be met (unknown turn, turn already ended) gets an error frame
+//! without counting against the client.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use wire::{ControlFrame, EventBody};
+
+use super::session::Session;
+use crate::turns::TurnError;
+
+pub const BAD_FRAME_LIMIT: u32 = 10;
+pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
+
+/// What the connection does after a client frame.
+#[derive(Debug)]
+pub enum Action {
+    Nothing,
+    Reply(ControlFrame),
+    /// Reply, then close with the code (too many bad frames).
+    ReplyAndClose(ControlFrame, u16),
+    /// The token was refreshed: re-arm the expiry timer, then reply.
+    Refreshed(ControlFrame),
+}
+
+/// Counts bad frames in a sliding window.
+#[derive(Debug)]
+pub struct BadFrames {
+    count: u32,
+    since: Instant,
+}
+
+impl Default for BadFrames {
+    fn default() -> Self {
+        BadFrames { count: 0, since: Instant::now() }
+    }
+}
+
+impl BadFrames {
+    /// Records one; true when the limit is now exceeded.
+    fn hit(&mut self) -> bool {
+        if self.since.elapsed() > BAD_FRAME_WINDOW {
+            self.count = 0;
+            self.since = Instant::now();
+        }
+        self.count += 1;
+        self.count > BAD_FRAME_LIMIT
+    }
+}
+
+fn bad(
+    session: &Session,
+    bad: &mut BadFrames,
+    code: &str,
+    message: String,
+    reference: Option<Value>,
+) -> Action {
+    session.state.metrics.bad_frames.increment(1);
+    let frame = ControlFrame::error(code, message, reference);
+    if bad.hit() { Action::ReplyAndClose(frame, wire::close::POLICY) } else { Action::Reply(frame) }
+}
+
+/// A binary frame: the protocol is JSON text.
+pub fn binary(session: &Session, frames: &mut BadFrames) -> Action {
+    bad(
+        session,
+        frames,
+        "invalid_frame",
+        "binary frames are not accepted; send JSON text".into(),
+        None,
+    )
+}
+
+fn string_field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    map.get(name).and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 256)
+}
+
+/// Handles one text frame.
+pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> Action {
+    let map = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return bad(
+                session,
+                frames,
+                "invalid_frame",
+                "a frame must be a JSON object".into(),
+                None,
+            );
+        }
+        Err(e) => {
+            return bad(
+                session,
+                frames,
+                "malformed_json",
+                format!("the frame is not valid JSON: {e}"),
+                None,
+            );
+        }
+    };
+    let reference = map.get("ref").cloned();
+    let Some(kind) = map.get("type").and_then(Value::as_str) else {
+        return bad(
+            session,
+            frames,
+            "invalid_frame",
+            "the frame has no string \"type\"".into(),
+            reference,
+        );
+    };
+    let state = session.state.clone();
+    let missing = |field: &str| format!("{kind} needs a string \"{field}\" of 1-256 bytes");
+    match kind {
+        "ping" => Action::Reply(ControlFrame::Pong { reference }),
+        "turn.sync" => {
+            let Some(turn_id) = string_field(&map, "turn_id") else {
+                return bad(session, frames, "invalid_frame", missing("turn_id"), reference);
+            };
+            match state.turns.snapshot(&state.hub, &session.user, turn_id, reference.clone()) {
+                Ok(frame) => Action::Reply(frame),
+                Err(e) => Action::Reply(turn_error(e, reference)),
+            }
+        }
+        "turn.cancel" => {
+            let Some(turn_id) = string_field(&map, "turn_id") else {
+                return bad(session, frames, "invalid_frame", missing("turn_id"), reference);
+            };
+            match state.turns.cancel(&state.hub, &session.user, turn_id) {
+                Ok(_) => Action::Nothing,
+                Err(e) => Action::Reply(turn_error(e, reference)),
+            }
+        }
+        "notification.read" => {
+            let Some(id) = string_field(&map, "id") else {
+                return bad(session, frames, "invalid_frame", missing("id"), reference);
+            };
+            state.hub.publish(&session.user, &EventBody::NotificationRead { id: id.to_owned() });
+            Action::Nothing
+        }
+        "presence.get" => match state.presence.list(&session.user).await {
+            Ok(endpoints) => Action::Reply(ControlFrame::Presence { endpoints, reference }),
+            Err(e) => {
+                Action::Reply(ControlFrame::error("presence_unavailable", e.to_string(), reference))
+            }
+        },
+        "auth.refresh" => {
+            let Some(token) = map.get("access_token").and_then(Value::as_str) else {
+                return bad(
+                    session,
+                    frames,
+                    "invalid_frame",
+                    "auth.refresh needs a string \"access_token\"".into(),
+                    reference,
+                );
+            };
+            match state.verifier.verify(token) {
+                Err(e) => Action::Reply(ControlFrame::error(e.code, e.message, reference)),
+                Ok(p) if p.user_id != session.user => Action::Reply(ControlFrame::error(
+                    "sub_mismatch",
+                    "the new token is for another user",
+                    reference,
+                )),
+                Ok(p) => {
+                    session.exp = p.exp;
+                    Action::Refreshed(ControlFrame::AuthRefreshed { exp: p.exp, reference })
+                }
+            }
+        }
+        other => bad(
+            session,
+            frames,
+            "unknown_type",
+            format!(
+                "unknown frame type {other:?}; expected one of {}",
+                wire::ClientFrame::TYPES.join(", ")
+            ),
+            reference,
+        ),
+    }
+}
+
+fn turn_error(e: TurnError, reference: Option<Value>) -> ControlFrame {
+    let code = match e {
+        TurnError::NotFound(_) => "turn_not_found",
+        TurnError::Ended { .. } => "turn_ended",
+        TurnError::Conflict(_) => "turn_conflict",
+        TurnError::Invalid(_) => "invalid_frame",
+    };
+    ControlFrame::error(code, e.to_string(), reference)
+}

@@ -1,0 +1,107 @@
+//! One endpoint's life on this node: admitted, attached to the hub, listed in presence, and
+//! removed from all three when it ends, however it ends.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+use wire::{ControlFrame, EndpointInfo, Transport};
+
+use super::params::ConnectParams;
+use crate::auth::Principal;
+use crate::hub::{Attachment, Reservation};
+use crate::ids;
+use crate::state::AppState;
+
+/// A live endpoint. Dropping it detaches it from the hub and presence.
+pub struct Session {
+    pub state: AppState,
+    pub info: EndpointInfo,
+    pub user: Arc<str>,
+    /// Token expiry, seconds since the Unix epoch; `auth.refresh` moves it.
+    pub exp: f64,
+    hub_id: u64,
+}
+
+impl Session {
+    /// Attaches an admitted endpoint and records it in presence. Returns the session and what
+    /// the hub gave it (resume replay and live queue).
+    pub async fn open(
+        state: AppState,
+        principal: &Principal,
+        params: &ConnectParams,
+        transport: Transport,
+        reservation: Reservation,
+    ) -> (Session, Attachment) {
+        let resume = params.resume.as_ref().map(|r| r.as_ref());
+        let att = match resume {
+            Some(None) => {
+                state.metrics.resume(false);
+                state.hub.attach(reservation, None)
+            }
+            Some(Some(r)) => state.hub.attach(reservation, Some(r)),
+            None => state.hub.attach(reservation, None),
+        };
+        let info = EndpointInfo {
+            conn_id: ids::fresh("c"),
+            device_id: params.device_id.clone(),
+            surface: params.surface,
+            transport,
+            node_id: state.node_id.clone(),
+            connected_at: ids::now_rfc3339(),
+        };
+        if let Err(e) = state.presence.register(&principal.user_id, &info).await {
+            tracing::warn!(error = %e, conn_id = %info.conn_id, "presence register failed; the refresh will retry");
+        }
+        state.local_endpoints.insert(info.conn_id.clone(), principal.user_id.clone());
+        state.metrics.endpoint_opened(transport);
+        let session = Session {
+            state,
+            info,
+            user: principal.user_id.clone(),
+            exp: principal.exp,
+            hub_id: att.id,
+        };
+        (session, att)
+    }
+
+    pub fn hello(&self, att: &Attachment) -> ControlFrame {
+        ControlFrame::Hello {
+            conn_id: self.info.conn_id.clone(),
+            user_id: self.user.to_string(),
+            device_id: self.info.device_id.clone(),
+            node_id: self.state.node_id.clone(),
+            epoch: att.epoch.to_string(),
+            seq: att.head,
+            resumed: att.resumed,
+            heartbeat_ms: self.state.limits.heartbeat.as_millis() as u64,
+        }
+    }
+
+    /// When the token expires, on tokio's clock.
+    pub fn expiry(&self) -> Instant {
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let left = (self.exp - now).clamp(0.0, 10.0 * 365.0 * 86_400.0);
+        Instant::now() + Duration::from_secs_f64(left)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let state = &self.state;
+        state.hub.detach(&self.user, self.hub_id);
+        state.local_endpoints.remove(&self.info.conn_id);
+        state.metrics.endpoint_closed(self.info.transport);
+        // Presence may be remote: unregister in a tracked task so a drain waits for it.
+        let presence = state.presence.clone();
+        let (user, conn_id) = (self.user.clone(), self.info.conn_id.clone());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            state.connections.spawn(async move {
+                if let Err(e) = presence.unregister(&user, &conn_id).await {
+                    tracing::warn!(error = %e, %conn_id, "presence unregister failed; the entry will expire");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! `GET /v1/ws`: one task per WebSocket that owns the socket and selects over the client's
+//! frames, its bounded queue from the hub, the heartbeat, token expiry and close requests (slow
+//! consumer, drain), so that a close frame with the right code is always attempted.
+
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::header::ORIGIN;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
+use wire::{ControlFrame, Transport, close};
+
+use super::client::{self, Action, BadFrames};
+use super::params::{self, ConnectParams};
+use super::session::Session;
+use crate::api::Authenticated;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::hub::{Attachment, Reservation};
+use crate::state::AppState;
+
+/// How many queued events one write batch takes before flushing.
+const BATCH: usize = 256;
+/// How long a goodbye (close frame, then the peer's close) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    auth: Result<Authenticated, ApiError>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "GET /v1/ws is a WebSocket upgrade",
+        )
+        .into_response();
+    };
+    if state.is_draining() {
+        return ApiError::draining().into_response();
+    }
+    let principal = match auth {
+        Ok(Authenticated(p)) => p,
+        Err(e) => return e.into_response(),
+    };
+    let params = match params::parse(query.as_deref(), None) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let limits = &state.limits;
+    let upgrade = upgrade
+        .read_buffer_size(limits.ws_read_buffer_bytes)
+        .write_buffer_size(limits.ws_write_buffer_bytes)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes);
+    let origin = headers.get(ORIGIN).map(|o| o.to_str().unwrap_or("\u{0}"));
+    if !state.origins.allows(origin) {
+        // PROTOCOL.md: an Origin refused is a 1008 close, which a browser app can see.
+        let message =
+            format!("origin {:?} is not allowed (GATEWAY_ALLOWED_ORIGINS)", origin.unwrap_or(""));
+        return upgrade.on_upgrade(move |mut socket| async move {
+            let frame = ControlFrame::error("origin_not_allowed", message, None);
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
+            goodbye(&mut socket, close::POLICY, "origin not allowed").await;
+        });
+    }
+    let reservation = match state.hub.reserve(&principal.user_id) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_endpoints",
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let tracker = state.connections.clone();
+    upgrade.on_upgrade(move |socket| {
+        tracker.track_future(run(socket, state, principal, params, reservation))
+    })
+}
+
+fn text(s: String) -> Message {
+    Message::Text(Utf8Bytes::from(s))
+}
+
+/// How a connection ended, and so how to say goodbye.
+enum End {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// Send `reconnect`, then close 1012.
+    Drain,
+    /// The peer closed or vanished: nothing more to send.
+    Gone,
+}
+
+async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    principal: Principal,
+    params: ConnectParams,
+    reservation: Reservation,
+) {
+    let (mut session, att) =
+        Session::open(state.clone(), &principal, &params, Transport::Ws, reservation).await;
+    let end = serve(&mut socket, &mut session, att).await;
+    match end {
+        End::Close(code, reason) => goodbye(&mut socket, code, reason).await,
+        End::Drain => {
+            let frame = ControlFrame::Reconnect { after_ms: state.limits.reconnect_after_ms };
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
+            goodbye(&mut socket, close::DRAINING, "server draining").await;
+        }
+        End::Gone => {}
+    }
+    drop(session);
+}
+
+/// Sends a close frame and waits briefly for the peer's, so nothing it still has to read is
+/// cut off by a reset.
+async fn goodbye(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        if socket.send(frame).await.is_err() {
+            return;
+        }
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn close_code(code: u16) -> End {
+    match code {
+        close::SLOW_CONSUMER => End::Close(code, "slow consumer"),
+        close::DRAINING => End::Drain,
+        close::TOKEN_EXPIRED => End::Close(code, "token expired"),
+        _ => End::Close(code, "closed by server"),
+    }
+}
+
+/// Whether a read error is a frame over the size limit (close 1009).
+fn too_large(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast::<tungstenite::Error>().map(|b| *b),
+        Ok(tungstenite::Error::Capacity(_))
+    )
+}
+
+async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -> End {
+    let state = session.state.clone();
+    let hello = session.hello(&att);
+    let Attachment { replay, mut rx, ctl, .. } = att;
+    let shutdown = state.shutdown.clone();
+    let metrics = &state.metrics;
+
+    // hello, then what the client missed, then live events.
+    let replayed = replay.len() as u64;
+    let initial = async {
+        socket.feed(text(hello.to_json())).await?;
+        for e in replay {
+            socket.feed(Message::Text(e.json.clone())).await?;
+        }
+        socket.flush().await
+    };
+    tokio::select! {
+        biased;
+        code = ctl.closed() => return close_code(code),
+        _ = shutdown.cancelled() => return End::Drain,
+        r = initial => if r.is_err() { return End::Gone },
+    }
+    metrics.events_delivered.increment(replayed);
+
+    let hb = state.limits.heartbeat;
+    let mut heartbeat = interval_at(Instant::now() + hb, hb);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let expiry = sleep_until(session.expiry());
+    tokio::pin!(expiry);
+    let mut last_seen = Instant::now();
+    let mut frames = BadFrames::default();
+    loop {
+        tokio::select! {
+            biased;
+            code = ctl.closed() => return close_code(code),
+            _ = shutdown.cancelled() => return End::Drain,
+            _ = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
+            ev = rx.recv() => {
+                // The hub drops its sender only after asking this endpoint to close.
+                let Some(ev) = ev else { return close_code(ctl.requested().unwrap_or(close::SLOW_CONSUMER)) };
+                let write = async {
+                    socket.feed(Message::Text(ev.json.clone())).await?;
+                    let mut n = 1;
+                    while n < BATCH {
+                        let Ok(ev) = rx.try_recv() else { break };
+                        socket.feed(Message::Text(ev.json.clone())).await?;
+                        n += 1;
+                    }
+                    socket.flush().await.map(|_| n as u64)
+                };
+                tokio::select! {
+                    biased;
+                    code = ctl.closed() => return close_code(code),
+                    r = write => match r {
+                        Ok(n) => metrics.events_delivered.increment(n),
+                        Err(_) => return End::Gone,
+                    },
+                }
+            }
+            msg = socket.recv() => {
+                last_seen = Instant::now();
+                let action = match msg {
+                    None => return End::Gone,
+                    Some(Err(e)) => {
+                        return if too_large(e) { End::Close(close::TOO_LARGE, "frame too large") } else { End::Gone };
+                    }
+                    Some(Ok(Message::Close(_))) => return End::Gone,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Action::Nothing,
+                    Some(Ok(Message::Binary(_))) => client::binary(session, &mut frames),
+                    Some(Ok(Message::Text(t))) => client::text(session, &mut frames, t.as_str()).await,
+                };
+                let (reply, close_after) = match action {
+                    Action::Nothing => continue,
+                    Action::Reply(f) => (f, None),
+                    Action::ReplyAndClose(f, code) => (f, Some(code)),
+                    Action::Refreshed(f) => {
+                        expiry.as_mut().reset(session.expiry());
+                        (f, None)
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    code = ctl.closed() => return close_code(code),
+                    r = socket.send(text(reply.to_json())) => if r.is_err() { return End::Gone },
+                }
+                if let Some(code) = close_after {
+                    return End::Close(code, "too many bad frames");
+                }
+            }
+            _ = heartbeat.tick() => {
+                // Two and a half beats without a word (pongs included): the peer is gone.
+                if last_seen.elapsed() > hb * 5 / 2 {
+                    return End::Gone;
+                }
+                tokio::select! {
+                    biased;
+                    code = ctl.closed() => return close_code(code),
+                    r = socket.send(Message::Ping(Bytes::new())) => if r.is_err() { return End::Gone },
+                }
+            }
+        }
+    }
+}

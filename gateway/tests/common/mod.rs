@@ -1,0 +1,207 @@
+//! Test harness: the real `gateway` binary on `127.0.0.1:0`, driven by real clients.
+#![allow(dead_code)]
+
+pub mod sse;
+pub mod ws;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use wire::Claims;
+
+pub use sse::SseClient;
+pub use ws::WsClient;
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// A running gateway process, killed on drop.
+pub struct TestGateway {
+    child: Child,
+    pub addr: String,
+    pub http: reqwest::Client,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+pub fn token(sub: &str, scope: Option<&str>) -> String {
+    let mut c = Claims::new(sub, now(), 3600);
+    c.scope = scope.map(str::to_owned);
+    sign(&c)
+}
+
+pub fn sign(c: &Claims) -> String {
+    gateway::auth::sign_hs256(SECRET, c)
+}
+
+pub fn producer_token() -> String {
+    token("orchestrator", Some("gateway.publish"))
+}
+
+impl TestGateway {
+    /// Starts a gateway with the test secret and `env` on top.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.env_clear()
+            .env("GATEWAY_LISTEN", "127.0.0.1:0")
+            .env("GATEWAY_AUTH_HS256_SECRET", SECRET)
+            .env("GATEWAY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn gateway");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("gateway printed nothing").expect("read stdout");
+        let addr = first
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        TestGateway { child, addr, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connects a WebSocket for `user` with extra query parameters.
+    pub async fn ws(&self, user: &str, query: &str) -> WsClient {
+        WsClient::connect(&self.addr, &token(user, None), query, &[]).await.expect("ws connect")
+    }
+
+    pub async fn sse(&self, user: &str, query: &str, last_event_id: Option<&str>) -> SseClient {
+        SseClient::connect(
+            &self.http,
+            &self.url("/v1/sse"),
+            &token(user, None),
+            query,
+            last_event_id,
+        )
+        .await
+        .expect("sse connect")
+    }
+
+    /// `POST /v1/turns` as the producer; returns (status, body).
+    pub async fn create_turn(&self, user: &str, conv: &str, turn_id: &str) -> (u16, Value) {
+        let body =
+            serde_json::json!({"user_id": user, "conversation_id": conv, "turn_id": turn_id});
+        self.post_json("/v1/turns", &producer_token(), &body).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("post");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("get");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts NDJSON items in one body; returns (status, body).
+    pub async fn send_items(&self, turn_id: &str, items: &[Value]) -> (u16, Value) {
+        let body: String = items.iter().map(|i| format!("{i}\n")).collect();
+        self.send_ndjson(turn_id, body).await
+    }
+
+    pub async fn send_ndjson(&self, turn_id: &str, body: String) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/turns/{turn_id}/events")))
+            .bearer_auth(producer_token())
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("post events");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn notify(&self, user: &str, title: &str, dedup_key: Option<&str>) -> (u16, Value) {
+        let mut body =
+            serde_json::json!({"user_id": user, "category": "test", "title": title, "body": "b"});
+        if let Some(k) = dedup_key {
+            body["dedup_key"] = k.into();
+        }
+        self.post_json("/v1/notifications", &producer_token(), &body).await
+    }
+
+    /// The value of one metric line (name with labels, as printed).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` delta items whose texts concatenate to the returned string (multi-byte text included).
+pub fn deltas(n: usize, tag: &str) -> (Vec<Value>, String) {
+    let mut items = Vec::new();
+    let mut text = String::new();
+    for i in 0..n {
+        let piece = format!("{tag}{i}·é ");
+        text.push_str(&piece);
+        items.push(serde_json::json!({"delta": piece}));
+    }
+    (items, text)
+}
+
+pub fn end_item() -> Value {
+    serde_json::json!({"end": {"status": "completed"}})
+}

@@ -179,6 +179,9 @@ fn random_secret() -> String {
 
 const ENV_PREFIX: &str = "GATEWAY_";
 
+/// `GATEWAY_*` variables read elsewhere than [`Config`] (so not typos): the log filter.
+const OTHER_VARIABLES: &[&str] = &["GATEWAY_LOG"];
+
 impl Config {
     /// Loads settings: defaults, then `file` (TOML, keys as in [`SETTINGS`]), then the
     /// `GATEWAY_*` entries of `env`. Returns every problem found, not just the first.
@@ -215,6 +218,9 @@ impl Config {
         let mut unknown = Vec::new();
         for (name, value) in env {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            if OTHER_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
             let key = key.to_ascii_lowercase();
             match SETTINGS.iter().find(|(k, _, _)| *k == key) {
                 Some((k, _, _)) => {

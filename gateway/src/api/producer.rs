@@ -198,18 +198,14 @@ pub async fn turn_events(
         while let Some(pos) = buf[from..].iter().position(|b| *b == b'\n') {
             let raw = buf.split_to(from + pos + 1);
             line_no += 1;
+            if raw.len() - 1 > limits.max_ndjson_line_bytes {
+                return Err(line_too_large(line_no, limits.max_ndjson_line_bytes, accepted));
+            }
             line(&raw[..raw.len() - 1], line_no, &mut accepted, &mut last_seq)?;
             from = 0;
         }
         if buf.len() > limits.max_ndjson_line_bytes {
-            return Err(ApiError::too_large(
-                "line_too_large",
-                format!(
-                    "line {}: longer than {} bytes (GATEWAY_MAX_NDJSON_LINE_BYTES); {accepted} earlier item(s) stay published",
-                    line_no + 1,
-                    limits.max_ndjson_line_bytes
-                ),
-            ));
+            return Err(line_too_large(line_no + 1, limits.max_ndjson_line_bytes, accepted));
         }
     }
     if buf.has_remaining() {
@@ -217,6 +213,15 @@ pub async fn turn_events(
         line(&buf, line_no, &mut accepted, &mut last_seq)?;
     }
     Ok(Json(EventsAccepted { accepted, last_seq }).into_response())
+}
+
+fn line_too_large(line_no: u64, max: usize, accepted: u64) -> ApiError {
+    ApiError::too_large(
+        "line_too_large",
+        format!(
+            "line {line_no}: longer than {max} bytes (GATEWAY_MAX_NDJSON_LINE_BYTES); {accepted} earlier item(s) stay published"
+        ),
+    )
 }
 
 /// `POST /v1/notifications`.

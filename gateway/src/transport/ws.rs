@@ -26,8 +26,9 @@ use crate::state::AppState;
 
 /// How many queued events one write batch takes before flushing.
 const BATCH: usize = 256;
-/// How long a goodbye (close frame, then the peer's close) may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a goodbye (close frame, then the peer's close) may take. A slow consumer must first
+/// read what is already buffered for it before it sees the 4008, so this is not tiny.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn handler(
     State(state): State<AppState>,

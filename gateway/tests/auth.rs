@@ -21,7 +21,11 @@ fn encode(alg: Algorithm, key: &EncodingKey, c: &Claims) -> String {
 
 fn unsigned(c: &Claims) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), b64.encode(serde_json::to_vec(c).unwrap()))
+    format!(
+        "{}.{}.",
+        b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(serde_json::to_vec(c).unwrap())
+    )
 }
 
 /// The status and error code of a WebSocket upgrade attempt.
@@ -29,7 +33,8 @@ async fn ws_refusal(gw: &TestGateway, token: &str) -> (u16, String) {
     match WsClient::connect(&gw.addr, token, "", &[]).await {
         Ok(_) => panic!("upgrade accepted"),
         Err(tungstenite::Error::Http(resp)) => {
-            let body: serde_json::Value = serde_json::from_slice(resp.body().as_deref().unwrap_or(b"{}")).unwrap();
+            let body: serde_json::Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap_or(b"{}")).unwrap();
             (resp.status().as_u16(), body["error"]["code"].as_str().unwrap_or("").to_owned())
         }
         Err(e) => panic!("unexpected error {e}"),
@@ -38,7 +43,10 @@ async fn ws_refusal(gw: &TestGateway, token: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn refused_tokens_get_401_before_any_upgrade() {
-    let gw = TestGateway::start(&[("GATEWAY_AUTH_AUDIENCE", "gateway"), ("GATEWAY_AUTH_LEEWAY_MS", "0")]);
+    let gw = TestGateway::start(&[
+        ("GATEWAY_AUTH_AUDIENCE", "gateway"),
+        ("GATEWAY_AUTH_LEEWAY_MS", "0"),
+    ]);
     let mut good = Claims::new("u", now(), 600);
     good.aud = Some(wire::claims::Audience::One("gateway".into()));
 
@@ -77,9 +85,16 @@ async fn the_producer_api_needs_the_publish_scope() {
     let user = token("u", None);
     let admin_only = token("ops", Some("gateway.admin"));
     for t in [&user, &admin_only] {
-        let (s, body) = gw.post_json("/v1/turns", t, &json!({"user_id": "u", "conversation_id": "c"})).await;
+        let (s, body) =
+            gw.post_json("/v1/turns", t, &json!({"user_id": "u", "conversation_id": "c"})).await;
         assert_eq!((s, body["error"]["code"].as_str().unwrap()), (403, "insufficient_scope"));
-        let (s, _) = gw.post_json("/v1/notifications", t, &json!({"user_id": "u", "category": "c", "title": "t", "body": "b"})).await;
+        let (s, _) = gw
+            .post_json(
+                "/v1/notifications",
+                t,
+                &json!({"user_id": "u", "category": "c", "title": "t", "body": "b"}),
+            )
+            .await;
         assert_eq!(s, 403);
     }
     gw.create_turn("u", "c", "t1").await;
@@ -106,19 +121,30 @@ async fn the_producer_api_needs_the_publish_scope() {
 #[tokio::test]
 async fn rs256_gateway_refuses_alg_confusion_and_none() {
     let public = format!("{KEYS}/rsa_public.pem");
-    let gw = TestGateway::start(&[("GATEWAY_AUTH_HS256_SECRET", ""), ("GATEWAY_AUTH_PUBLIC_KEY_FILE", &public)]);
+    let gw = TestGateway::start(&[
+        ("GATEWAY_AUTH_HS256_SECRET", ""),
+        ("GATEWAY_AUTH_PUBLIC_KEY_FILE", &public),
+    ]);
     let c = Claims::new("u", now(), 600);
     let rsa = EncodingKey::from_rsa_pem(key("rsa_private.pem").as_bytes()).unwrap();
-    let mut ws = WsClient::connect(&gw.addr, &encode(Algorithm::RS256, &rsa, &c), "", &[]).await.unwrap();
+    let mut ws =
+        WsClient::connect(&gw.addr, &encode(Algorithm::RS256, &rsa, &c), "", &[]).await.unwrap();
     ws.hello().await;
 
-    let confused = encode(Algorithm::HS256, &EncodingKey::from_secret(key("rsa_public.pem").as_bytes()), &c);
+    let confused =
+        encode(Algorithm::HS256, &EncodingKey::from_secret(key("rsa_public.pem").as_bytes()), &c);
     assert_eq!(ws_refusal(&gw, &confused).await, (401, "invalid_token".into()));
     assert_eq!(ws_refusal(&gw, &unsigned(&c)).await, (401, "invalid_token".into()));
     let other = EncodingKey::from_rsa_pem(key("other_rsa_private.pem").as_bytes()).unwrap();
-    assert_eq!(ws_refusal(&gw, &encode(Algorithm::RS256, &other, &c)).await, (401, "invalid_token".into()));
+    assert_eq!(
+        ws_refusal(&gw, &encode(Algorithm::RS256, &other, &c)).await,
+        (401, "invalid_token".into())
+    );
     let ec = EncodingKey::from_ec_pem(key("ec_private.pem").as_bytes()).unwrap();
-    assert_eq!(ws_refusal(&gw, &encode(Algorithm::ES256, &ec, &c)).await, (401, "invalid_token".into()));
+    assert_eq!(
+        ws_refusal(&gw, &encode(Algorithm::ES256, &ec, &c)).await,
+        (401, "invalid_token".into())
+    );
 }
 
 #[tokio::test]
@@ -131,11 +157,19 @@ async fn a_connection_closes_4001_at_expiry_unless_refreshed() {
     refreshed.hello().await;
 
     // A token for another user, or a bad one, is refused in-band without closing.
-    refreshed.send_json(json!({"type": "auth.refresh", "access_token": token("v", None), "ref": 1})).await;
-    assert!(matches!(refreshed.control().await, ControlFrame::Error { code, .. } if code == "sub_mismatch"));
+    refreshed
+        .send_json(json!({"type": "auth.refresh", "access_token": token("v", None), "ref": 1}))
+        .await;
+    assert!(
+        matches!(refreshed.control().await, ControlFrame::Error { code, .. } if code == "sub_mismatch")
+    );
     refreshed.send_json(json!({"type": "auth.refresh", "access_token": "junk", "ref": 2})).await;
-    assert!(matches!(refreshed.control().await, ControlFrame::Error { code, .. } if code == "invalid_token"));
-    refreshed.send_json(json!({"type": "auth.refresh", "access_token": token("u", None), "ref": 3})).await;
+    assert!(
+        matches!(refreshed.control().await, ControlFrame::Error { code, .. } if code == "invalid_token")
+    );
+    refreshed
+        .send_json(json!({"type": "auth.refresh", "access_token": token("u", None), "ref": 3}))
+        .await;
     match refreshed.control().await {
         ControlFrame::AuthRefreshed { exp, reference } => {
             assert!(exp > (now() + 3000) as f64);
@@ -146,5 +180,8 @@ async fn a_connection_closes_4001_at_expiry_unless_refreshed() {
 
     assert_eq!(plain.close_code().await, Some(4001));
     refreshed.send_json(json!({"type": "ping", "ref": "after"})).await;
-    assert!(matches!(refreshed.control().await, ControlFrame::Pong { .. }), "the refreshed one lives on");
+    assert!(
+        matches!(refreshed.control().await, ControlFrame::Pong { .. }),
+        "the refreshed one lives on"
+    );
 }

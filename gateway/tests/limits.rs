@@ -42,7 +42,9 @@ async fn malformed_frames_get_error_frames_and_abuse_closes_1008() {
     ws.send_json(json!({"type": "ping", "ref": "p"})).await;
     assert_eq!(ws.control().await, ControlFrame::Pong { reference: Some("p".into()) });
     ws.send_json(json!({"type": "presence.get"})).await;
-    assert!(matches!(ws.control().await, ControlFrame::Presence { endpoints, .. } if endpoints.len() == 1));
+    assert!(
+        matches!(ws.control().await, ControlFrame::Presence { endpoints, .. } if endpoints.len() == 1)
+    );
     for _ in 0..6 {
         ws.send_raw(Message::text("nope")).await;
     }
@@ -63,7 +65,10 @@ async fn an_oversized_frame_closes_1009() {
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_4008_while_the_others_keep_up_and_it_resumes_without_loss() {
-    let gw = TestGateway::start(&[("GATEWAY_OUTBOUND_QUEUE", "16"), ("GATEWAY_WS_WRITE_BUFFER_BYTES", "0")]);
+    let gw = TestGateway::start(&[
+        ("GATEWAY_OUTBOUND_QUEUE", "16"),
+        ("GATEWAY_WS_WRITE_BUFFER_BYTES", "0"),
+    ]);
     let mut slow = gw.ws("u", "device_id=slow").await;
     let mut fast = gw.ws("u", "device_id=fast").await;
     let (epoch, _, _) = slow.hello().await;
@@ -84,7 +89,8 @@ async fn a_slow_consumer_is_closed_4008_while_the_others_keep_up_and_it_resumes_
         let http = gw.http.clone();
         tokio::spawn(async move {
             for chunk in 0..total / 20 {
-                let body: String = (0..20).map(|_| format!("{}\n", json!({"delta": piece}))).collect();
+                let body: String =
+                    (0..20).map(|_| format!("{}\n", json!({"delta": piece}))).collect();
                 let r = http
                     .post(format!("{addr_gw}/v1/turns/t1/events"))
                     .bearer_auth(producer_token())
@@ -93,7 +99,11 @@ async fn a_slow_consumer_is_closed_4008_while_the_others_keep_up_and_it_resumes_
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 200, "publishing never blocks on the slow client (chunk {chunk})");
+                assert_eq!(
+                    r.status(),
+                    200,
+                    "publishing never blocks on the slow client (chunk {chunk})"
+                );
             }
         })
     };
@@ -116,14 +126,22 @@ async fn a_slow_consumer_is_closed_4008_while_the_others_keep_up_and_it_resumes_
     assert_eq!(code, Some(4008));
     publisher.await.unwrap();
     let (mut fast, got) = fast_reader.await.unwrap();
-    assert_eq!(got, (1..=total as u64 + 1).collect::<Vec<_>>(), "the fast device got everything in order");
+    assert_eq!(
+        got,
+        (1..=total as u64 + 1).collect::<Vec<_>>(),
+        "the fast device got everything in order"
+    );
     assert!(last < total as u64 + 1, "it really fell behind");
     let mut again = gw.ws("u", &format!("device_id=slow&epoch={epoch}&after={last}")).await;
     assert!(again.hello().await.2, "resumed");
     gw.send_items("t1", &[end_item()]).await;
     let rest = again.until_end("t1").await;
     let seqs: Vec<u64> = rest.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (last + 1..=total as u64 + 2).collect::<Vec<_>>(), "nothing lost, nothing twice");
+    assert_eq!(
+        seqs,
+        (last + 1..=total as u64 + 2).collect::<Vec<_>>(),
+        "nothing lost, nothing twice"
+    );
     assert!(matches!(fast.event().await.body, EventBody::TurnEnd { .. }));
 }
 
@@ -161,7 +179,8 @@ async fn producer_errors_name_the_line_and_keep_earlier_lines() {
     let mut ws = gw.ws("u", "").await;
     ws.hello().await;
     gw.create_turn("u", "c", "t1").await;
-    let body = "{\"delta\":\"a\"}\n\n{\"delta\":\"b\"}\n{\"delta\":7}\n{\"delta\":\"never\"}\n".to_owned();
+    let body =
+        "{\"delta\":\"a\"}\n\n{\"delta\":\"b\"}\n{\"delta\":7}\n{\"delta\":\"never\"}\n".to_owned();
     let (s, err) = gw.send_ndjson("t1", body).await;
     assert_eq!(s, 400);
     assert_eq!(err["error"]["code"], "bad_line");
@@ -175,7 +194,9 @@ async fn producer_errors_name_the_line_and_keep_earlier_lines() {
     assert_eq!(s, 413);
     assert_eq!(err["error"]["code"], "line_too_large");
 
-    let (s, err) = gw.send_ndjson("t1", "{\"end\":{\"status\":\"completed\"}}\n{\"delta\":\"late\"}\n".into()).await;
+    let (s, err) = gw
+        .send_ndjson("t1", "{\"end\":{\"status\":\"completed\"}}\n{\"delta\":\"late\"}\n".into())
+        .await;
     assert_eq!(s, 409, "{err}");
     assert!(err["error"]["message"].as_str().unwrap().starts_with("line 2:"));
     let (_, state) = gw.get_json("/v1/turns/t1", &producer_token()).await;
@@ -183,16 +204,30 @@ async fn producer_errors_name_the_line_and_keep_earlier_lines() {
     assert_eq!(state["next_index"], 2);
 
     // Single JSON bodies, unknown turns, bad requests.
-    let (s, e) = gw.post_json("/v1/turns/nope/events", &producer_token(), &json!({"delta": "x"})).await;
+    let (s, e) =
+        gw.post_json("/v1/turns/nope/events", &producer_token(), &json!({"delta": "x"})).await;
     assert_eq!((s, e["error"]["code"].as_str().unwrap()), (404, "turn_not_found"));
     let (s, e) = gw.post_json("/v1/turns", &producer_token(), &json!({"user_id": "u"})).await;
     assert_eq!(s, 400);
     assert!(e["error"]["message"].as_str().unwrap().contains("conversation_id"), "{e}");
-    let (s, e) = gw.post_json("/v1/turns", &producer_token(), &json!({"user_id": "u", "conversation_id": "c", "turn_id": "has space"})).await;
+    let (s, e) = gw
+        .post_json(
+            "/v1/turns",
+            &producer_token(),
+            &json!({"user_id": "u", "conversation_id": "c", "turn_id": "has space"}),
+        )
+        .await;
     assert_eq!((s, e["error"]["code"].as_str().unwrap()), (400, "invalid_request"));
     let (s, e) = gw.post_json("/v1/notifications", &producer_token(), &json!({"user_id": "u", "category": "c", "title": "t", "body": "b", "priority": "urgent"})).await;
     assert_eq!(s, 400, "{e}");
-    let r = gw.http.post(gw.url("/v1/notifications")).bearer_auth(producer_token()).body(vec![b'{'; 2 << 20]).send().await.unwrap();
+    // The server answers 413 early and drops the connection: use a client of its own.
+    let r = reqwest::Client::new()
+        .post(gw.url("/v1/notifications"))
+        .bearer_auth(producer_token())
+        .body(vec![b'{'; 2 << 20])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     let r = gw.http.delete(gw.url("/v1/turns")).send().await.unwrap();
     assert_eq!(r.status(), 405);
@@ -213,16 +248,30 @@ async fn producer_errors_name_the_line_and_keep_earlier_lines() {
 async fn origins_are_checked_against_the_allow_list() {
     let gw = TestGateway::start(&[("GATEWAY_ALLOWED_ORIGINS", "https://app.example")]);
     let t = token("u", None);
-    let mut ok = WsClient::connect(&gw.addr, &t, "", &[("origin", "https://app.example")]).await.unwrap();
+    let mut ok =
+        WsClient::connect(&gw.addr, &t, "", &[("origin", "https://app.example")]).await.unwrap();
     ok.hello().await;
     let mut no_origin = WsClient::connect(&gw.addr, &t, "", &[]).await.unwrap();
     no_origin.hello().await;
-    let mut evil = WsClient::connect(&gw.addr, &t, "", &[("origin", "https://evil.example")]).await.unwrap();
+    let mut evil =
+        WsClient::connect(&gw.addr, &t, "", &[("origin", "https://evil.example")]).await.unwrap();
     assert_eq!(error_code(&mut evil).await, "origin_not_allowed");
     assert_eq!(evil.close_code().await, Some(1008));
-    let r = gw.http.get(gw.url(&format!("/v1/sse?access_token={t}"))).header("origin", "https://evil.example").send().await.unwrap();
+    let r = gw
+        .http
+        .get(gw.url(&format!("/v1/sse?access_token={t}")))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = gw.http.get(gw.url(&format!("/v1/sse?access_token={t}"))).header("origin", "https://app.example").send().await.unwrap();
+    let r = gw
+        .http
+        .get(gw.url(&format!("/v1/sse?access_token={t}")))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
 }

@@ -1,0 +1,277 @@
+//! The standard scenarios, each run against a gateway process this command starts (and, when
+//! given, the Node peer of `shared/peers/node-gateway`, so both are measured by the same client in
+//! one run), written to a Markdown file.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::report::Report;
+use crate::runner::{self, RunOptions};
+use crate::scenario::{Scenario, TokenArgs};
+use crate::tokens::Tokens;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// The gateway binary (default: `gateway` beside this executable).
+    #[arg(long)]
+    pub gateway_bin: Option<PathBuf>,
+    /// A directory holding the Node peer's server.js with its node_modules installed.
+    #[arg(long)]
+    pub node_peer: Option<PathBuf>,
+    /// Only these scenarios (idle, stream20k, stream, burst, chaos); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Multiplies endpoint counts and turn rates (0.1 for a quick look).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Seconds of load per streaming scenario.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Markdown file to write.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    pub out: PathBuf,
+    /// Also write every report as JSON into this directory.
+    #[arg(long)]
+    pub json_dir: Option<PathBuf>,
+}
+
+const SECRET: &str = "loadtest-bench-secret-0123456789";
+
+/// The named scenarios.
+pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, Scenario)> {
+    let users = |n: f64| ((n * scale).round() as u32).max(1);
+    let base = Scenario { duration_s: duration, ..Scenario::default() };
+    let stream = |concurrent: f64| Scenario {
+        users: users(1000.0),
+        devices: 2,
+        // 250 tokens at 50/s: 5 s turns, so `concurrent` turns stream at once after the ramp.
+        tokens_per_turn: 250,
+        token_rate: 50.0,
+        turn_rate: concurrent * scale / 5.0,
+        max_turns: (concurrent * scale).round() as u32,
+        ..base.clone()
+    };
+    vec![
+        (
+            "idle",
+            "10,000 WebSocket endpoints connected, held 5 s: memory per endpoint",
+            Scenario {
+                users: users(5000.0),
+                devices: 2,
+                duration_s: 0.0,
+                hold_s: 5.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "stream20k",
+            "2,000 endpoints (1,000 users × 2), 200 concurrent turns at 50 tokens/s: 20,000 deliveries/s",
+            stream(200.0),
+        ),
+        (
+            "stream",
+            "2,000 endpoints (1,000 users × 2), 500 concurrent turns at 50 tokens/s: 50,000 deliveries/s",
+            stream(500.0),
+        ),
+        (
+            "burst",
+            "one notification to each of 1,000 users (2,000 endpoints) at once",
+            Scenario {
+                users: users(1000.0),
+                devices: 2,
+                burst: true,
+                duration_s: 0.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "chaos",
+            "stream20k with 5% of endpoints dropping and resuming every second",
+            Scenario { chaos_rate: 0.05, ..stream(200.0) },
+        ),
+    ]
+}
+
+/// One scenario's results: name, description, and a report per target.
+type ScenarioResults = (&'static str, &'static str, Vec<(&'static str, Report)>);
+/// A row of the Markdown table: its label and how to read it off a report.
+type Line = (&'static str, Box<dyn Fn(&Report) -> String>);
+
+/// A gateway process under test.
+struct Target {
+    name: &'static str,
+    child: Child,
+    url: String,
+}
+
+impl Target {
+    async fn start(name: &'static str, mut cmd: Command) -> anyhow::Result<Target> {
+        cmd.env("GATEWAY_LISTEN", "127.0.0.1:0")
+            .env("GATEWAY_AUTH_HS256_SECRET", SECRET)
+            .env("GATEWAY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await??
+            .unwrap_or_default();
+        let url = first
+            .strip_prefix("listening on ")
+            .ok_or_else(|| anyhow::anyhow!("{name}: unexpected first line {first:?}"))?
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Target { name, child, url })
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        }
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
+    let gateway_bin = match &args.gateway_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("gateway"),
+    };
+    anyhow::ensure!(
+        gateway_bin.exists(),
+        "no gateway binary at {} (cargo build --release -p gateway)",
+        gateway_bin.display()
+    );
+    let mut results: Vec<ScenarioResults> = Vec::new();
+    let mut clean = true;
+    for (name, about, scenario) in scenarios(args.scale, args.duration) {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
+            continue;
+        }
+        let mut row = Vec::new();
+        let mut targets = vec![("rust (embedded)", Command::new(&gateway_bin))];
+        if let Some(dir) = &args.node_peer {
+            let mut c = Command::new("node");
+            c.arg("server.js").current_dir(dir);
+            targets.push(("node peer", c));
+        }
+        for (target_name, cmd) in targets {
+            eprintln!("== {name} on {target_name}");
+            let target = Target::start(target_name, cmd).await?;
+            let pid = target.child.id();
+            let sc = Scenario { url: target.url.clone(), ..scenario.clone() };
+            let tokens = Tokens::from_args(
+                &TokenArgs { secret: Some(SECRET.into()), token_file: None },
+                3600,
+            )?;
+            let report =
+                runner::run(sc, tokens, RunOptions { gateway_pid: pid, progress: true }).await?;
+            eprintln!("{}", report.table());
+            clean &= report.clean();
+            if let Some(dir) = &args.json_dir {
+                std::fs::create_dir_all(dir)?;
+                let file = format!("{name}-{}.json", target.name.split(' ').next().unwrap_or("x"));
+                report.write_json(&dir.join(file))?;
+            }
+            target.stop().await;
+            row.push((target_name, report));
+        }
+        results.push((name, about, row));
+    }
+    std::fs::write(&args.out, markdown(&results, &args))?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(clean)
+}
+
+fn markdown(results: &[ScenarioResults], args: &BenchArgs) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Written by `loadtest bench` (scale {}, {} s of load per streaming scenario). The gateway and the load",
+        args.scale, args.duration
+    );
+    let _ = writeln!(
+        s,
+        "generator share one 2-core machine, so every figure includes the cost of the client: compare"
+    );
+    let _ = writeln!(
+        s,
+        "the columns of one run, not runs of different days. CPU and memory are read from the gateway's"
+    );
+    let _ = writeln!(
+        s,
+        "/proc entry; memory per endpoint is (RSS connected − RSS before) / endpoints.\n"
+    );
+    for (name, about, row) in results {
+        let _ = writeln!(s, "## {name}\n\n{about}\n");
+        let _ = write!(s, "| figure |");
+        for (t, _) in row {
+            let _ = write!(s, " {t} |");
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "|---|{}", "---|".repeat(row.len()));
+        let f = |v: Option<f64>, d: usize| v.map_or("n/a".to_owned(), |v| format!("{v:.d$}"));
+        let lines: Vec<Line> = vec![
+            (
+                "endpoints connected",
+                Box::new(|r: &Report| format!("{} / {}", r.connected, r.endpoints)),
+            ),
+            ("events delivered/s", Box::new(|r: &Report| format!("{:.0}", r.events_per_second))),
+            (
+                "delivery p50 / p99 / p99.9 ms",
+                Box::new(|r: &Report| {
+                    format!(
+                        "{:.2} / {:.2} / {:.2}",
+                        r.delivery.p50_ms, r.delivery.p99_ms, r.delivery.p999_ms
+                    )
+                }),
+            ),
+            ("first delta p99 ms", Box::new(|r: &Report| format!("{:.2}", r.first_delta.p99_ms))),
+            ("device spread p99 ms", Box::new(|r: &Report| format!("{:.2}", r.spread.p99_ms))),
+            ("resume p99 ms", Box::new(|r: &Report| format!("{:.2}", r.resume.p99_ms))),
+            ("burst: last device ms", Box::new(move |r: &Report| f(r.burst_ms, 1))),
+            (
+                "memory per endpoint (bytes)",
+                Box::new(move |r: &Report| f(r.gateway.rss_per_endpoint_bytes, 0)),
+            ),
+            (
+                "gateway CPU µs per delivered event",
+                Box::new(move |r: &Report| f(r.gateway.cpu_us_per_event, 2)),
+            ),
+            (
+                "lost / duplicated / reordered / other",
+                Box::new(|r: &Report| {
+                    let g = |k| r.violations.get(&k).copied().unwrap_or(0);
+                    use crate::checker::Kind::*;
+                    format!(
+                        "{} / {} / {} / {}",
+                        g(Lost),
+                        g(Duplicate),
+                        g(Reordered),
+                        r.violations_total - g(Lost) - g(Duplicate) - g(Reordered)
+                    )
+                }),
+            ),
+            ("all caught up", Box::new(|r: &Report| r.caught_up.to_string())),
+        ];
+        for (label, get) in &lines {
+            let _ = write!(s, "| {label} |");
+            for (_, r) in row {
+                let _ = write!(s, " {} |", get(r));
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s);
+    }
+    s
+}

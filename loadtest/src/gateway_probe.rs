@@ -1,0 +1,52 @@
+//! The gateway's resident memory and CPU time: from /proc when its pid is known (works for any
+//! implementation, the Node peer included), else from its `/metrics`.
+
+/// One reading.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Reading {
+    pub rss_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+}
+
+/// Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux everywhere it matters).
+const USER_HZ: f64 = 100.0;
+
+pub async fn read(pid: Option<u32>, http: &reqwest::Client, url: &str) -> Reading {
+    match pid {
+        Some(pid) => from_proc(pid),
+        None => from_metrics(http, url).await,
+    }
+}
+
+fn from_proc(pid: u32) -> Reading {
+    let rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cpu_seconds = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let rest = s.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / USER_HZ)
+    });
+    Reading { rss_bytes, cpu_seconds }
+}
+
+async fn from_metrics(http: &reqwest::Client, url: &str) -> Reading {
+    let Ok(resp) = http.get(format!("{url}/metrics")).send().await else {
+        return Reading::default();
+    };
+    let Ok(text) = resp.text().await else { return Reading::default() };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Reading {
+        rss_bytes: value("process_resident_memory_bytes").map(|v| v as u64),
+        cpu_seconds: value("process_cpu_seconds_total"),
+    }
+}

@@ -1,0 +1,21 @@
+//! `loadtest`: drives the gateway as thousands of devices and one producer would, checks every
+//! event against the protocol's promises, and reports latency, throughput and the gateway's
+//! memory and CPU. It is a client only: it speaks the protocol through the `wire` crate and
+//! never links the server.
+//!
+//! - [`scenario`]: what to run (defaults, TOML, flags); [`tokens`]: who to run it as;
+//! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume);
+//! - [`producer`]: turns, deltas and notifications; [`checker`]: the promises, checked;
+//! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios.
+
+pub mod bench;
+pub mod checker;
+pub mod ctx;
+pub mod endpoint;
+pub mod gateway_probe;
+pub mod producer;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod stats;
+pub mod tokens;

@@ -1,0 +1,79 @@
+//! `loadtest run|bench`: see the crate docs and the README.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use loadtest::bench::{self, BenchArgs};
+use loadtest::runner::{self, RunOptions};
+use loadtest::scenario::{Scenario, ScenarioArgs, TokenArgs};
+use loadtest::tokens::Tokens;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Load tester for the streaming gateway: devices, a producer, every event checked"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One scenario against a running gateway.
+    Run {
+        /// A TOML scenario; flags override it.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[command(flatten)]
+        flags: Box<ScenarioArgs>,
+        #[command(flatten)]
+        tokens: TokenArgs,
+        /// The gateway's pid: memory and CPU from /proc (else from its /metrics).
+        #[arg(long)]
+        gateway_pid: Option<u32>,
+        /// Write every figure as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Draw the latency percentile curves as SVG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// The standard scenarios against gateway processes it starts; writes docs/benchmarks.md.
+    Bench(BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let clean = match cli.cmd {
+        Cmd::Run { scenario, flags, tokens, gateway_pid, json, plot, quiet } => {
+            let mut s = match scenario {
+                Some(path) => Scenario::from_file(&path)?,
+                None => Scenario::default(),
+            };
+            flags.apply(&mut s);
+            let ttl = (s.duration_s + s.hold_s + s.settle_s) as u64 + 3600;
+            let tokens = Tokens::from_args(&tokens, ttl)?;
+            let report =
+                runner::run(s, tokens, RunOptions { gateway_pid, progress: !quiet }).await?;
+            println!("{}", report.table());
+            if let Some(path) = json {
+                report.write_json(&path)?;
+            }
+            if let Some(path) = plot {
+                report.plot(&path)?;
+            }
+            report.clean()
+        }
+        Cmd::Bench(args) => bench::run(args).await?,
+    };
+    if !clean {
+        eprintln!("loadtest: violations or incomplete delivery (see above)");
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -48,7 +48,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("turn_retention_ms", "3600000", "how long an ended turn's state (and idempotency) is kept"),
     ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
     ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),
-    ("ws_read_buffer_bytes", "1024", "per-WebSocket read buffer (grows for a large frame)"),
+    (
+        "ws_read_buffer_bytes",
+        "256",
+        "per-WebSocket read chunk; client frames are small, and a larger one still fits (the buffer grows)",
+    ),
     ("ws_write_buffer_bytes", "8192", "per-WebSocket write batching target"),
     ("log_format", "text", "text or json (structured logs)"),
 ];
@@ -158,7 +162,7 @@ impl Default for Config {
             turn_retention_ms: 3_600_000,
             drain_timeout_ms: 10_000,
             reconnect_after_ms: 1_000,
-            ws_read_buffer_bytes: 1_024,
+            ws_read_buffer_bytes: 256,
             ws_write_buffer_bytes: 8_192,
             log_format: LogFormat::Text,
             dev: false,

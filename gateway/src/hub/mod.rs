@@ -13,7 +13,7 @@ mod endpoint;
 mod entry;
 mod log;
 
-pub use endpoint::{Attachment, EndpointCtl, Reservation};
+pub use endpoint::{Attachment, Outbox, Ready, Reservation};
 pub use entry::Entry;
 pub use log::Retention;
 
@@ -22,12 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wire::EventBody;
 
 use crate::metrics::Metrics;
-use endpoint::Outbox;
 use log::Ring;
 
 /// Per-user logs and endpoints of this process.
@@ -51,7 +49,7 @@ struct UserLog {
     /// The life of this log; resume points from another life are refused.
     epoch: Arc<str>,
     ring: Ring,
-    endpoints: Vec<Outbox>,
+    endpoints: Vec<(u64, Arc<Outbox>)>,
     /// Endpoints admitted (counted against the limit) but not yet attached.
     reserved: usize,
     /// Set when the janitor dropped this log from the map: callers holding it look again.
@@ -129,14 +127,16 @@ impl Hub {
             let entry = Arc::new(Entry::new(log.ring.next_seq(), kind, &body_json));
             log.ring.push(entry.clone(), self.retention);
             let metrics = &self.metrics;
-            log.endpoints.retain(|ep| match ep.tx.try_send(entry.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    ep.ctl.close(wire::close::SLOW_CONSUMER);
-                    metrics.slow_consumer_closes.increment(1);
-                    false
+            log.endpoints.retain(|(_, ep)| {
+                if ep.requested().is_some() {
+                    return false;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                if ep.push(entry.clone()) {
+                    return true;
+                }
+                ep.close(wire::close::SLOW_CONSUMER);
+                metrics.slow_consumer_closes.increment(1);
+                false
             });
             entry
         });
@@ -168,15 +168,14 @@ impl Hub {
     /// `resume` (all of it, or nothing with `resumed: false`), atomically with respect to
     /// publishing.
     pub fn attach(&self, reservation: Reservation, resume: Option<&ResumeFrom>) -> Attachment {
-        let (tx, rx) = mpsc::channel(self.queue_depth);
-        let ctl = Arc::new(EndpointCtl::default());
+        let outbox = Arc::new(Outbox::new(self.queue_depth));
         let id = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
         let user = reservation.consume();
         let (epoch, head, replay) = self.with_log(&user, |log| {
             log.reserved = log.reserved.saturating_sub(1);
             let replay =
                 resume.filter(|r| *r.epoch == *log.epoch).and_then(|r| log.ring.since(r.after));
-            log.endpoints.push(Outbox { id, tx: tx.clone(), ctl: ctl.clone() });
+            log.endpoints.push((id, outbox.clone()));
             (log.epoch.clone(), log.ring.head(), replay)
         });
         if resume.is_some() {
@@ -190,8 +189,7 @@ impl Hub {
             head,
             resumed: replay.is_some(),
             replay: replay.unwrap_or_default(),
-            rx,
-            ctl,
+            outbox,
         }
     }
 
@@ -199,7 +197,7 @@ impl Hub {
     pub fn detach(&self, user: &str, id: u64) {
         if let Some(slot) = self.users.get(user).map(|s| s.clone()) {
             let mut log = slot.lock();
-            log.endpoints.retain(|ep| ep.id != id);
+            log.endpoints.retain(|(ep, _)| *ep != id);
         }
     }
 
@@ -228,8 +226,8 @@ impl Hub {
     /// Tells every endpoint to close with `code` (drain).
     pub fn close_all(&self, code: u16) {
         for slot in self.users.iter() {
-            for ep in &slot.lock().endpoints {
-                ep.ctl.close(code);
+            for (_, ep) in &slot.lock().endpoints {
+                ep.close(code);
             }
         }
     }

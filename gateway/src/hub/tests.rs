@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use std::future::Future;
+
 use super::*;
 
 fn hub(retention: usize, max_endpoints: usize, queue: usize) -> Hub {
@@ -16,11 +18,13 @@ fn read(id: &str) -> EventBody {
 }
 
 fn drain(a: &mut Attachment) -> Vec<u64> {
-    let mut out = Vec::new();
-    while let Ok(e) = a.rx.try_recv() {
-        out.push(e.seq);
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut ready = std::pin::pin!(a.outbox.ready());
+    match ready.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ready::Events(q)) => q.iter().map(|e| e.seq).collect(),
+        _ => Vec::new(),
     }
-    out
 }
 
 #[test]
@@ -87,8 +91,8 @@ async fn a_full_queue_closes_that_endpoint_only_with_4008() {
         got.extend(drain(&mut fast));
     }
     assert_eq!(got, (1..=10).collect::<Vec<_>>());
-    assert_eq!(slow.ctl.closed().await, wire::close::SLOW_CONSUMER);
-    assert_eq!(fast.ctl.requested(), None);
+    assert_eq!(slow.outbox.closed().await, wire::close::SLOW_CONSUMER);
+    assert_eq!(fast.outbox.requested(), None);
 }
 
 #[test]
@@ -128,4 +132,24 @@ async fn sweep_retires_idle_logs_and_a_new_life_has_a_new_epoch() {
     assert_ne!(b.epoch, old_epoch);
     assert!(!b.resumed);
     assert_eq!(b.head, 0);
+}
+
+#[tokio::test]
+async fn a_waiting_endpoint_wakes_for_events_and_for_a_close() {
+    let h = hub(10, 4, 8);
+    let a = h.attach(h.reserve("u").unwrap(), None);
+    let outbox = a.outbox.clone();
+    let waiter = tokio::spawn(async move { outbox.ready().await });
+    tokio::task::yield_now().await;
+    h.publish("u", &read("x"));
+    match tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap() {
+        Ready::Events(q) => assert_eq!(q.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]),
+        other => panic!("{other:?}"),
+    }
+    let outbox = a.outbox.clone();
+    let waiter = tokio::spawn(async move { outbox.ready().await });
+    tokio::task::yield_now().await;
+    h.close_all(wire::close::DRAINING);
+    let r = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    assert!(matches!(r, Ready::Close(wire::close::DRAINING)));
 }

@@ -13,7 +13,6 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ORIGIN};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 use wire::{ControlFrame, Transport};
@@ -22,10 +21,7 @@ use super::params;
 use super::session::Session;
 use crate::api::Authenticated;
 use crate::error::ApiError;
-use crate::hub::{Attachment, EndpointCtl, Entry};
-
-/// At most this many queued events go into one body chunk.
-const BATCH: usize = 256;
+use crate::hub::{Attachment, Entry, Outbox, Ready};
 
 pub async fn handler(
     State(state): State<crate::state::AppState>,
@@ -69,8 +65,7 @@ struct SseStream {
     session: Session,
     /// hello and the resume replay, sent first.
     initial: Option<(Bytes, std::vec::IntoIter<Arc<Entry>>)>,
-    rx: mpsc::Receiver<Arc<Entry>>,
-    ctl: Arc<EndpointCtl>,
+    outbox: Arc<Outbox>,
     epoch: Arc<str>,
     shutdown: CancellationToken,
     heartbeat: Interval,
@@ -88,8 +83,7 @@ impl SseStream {
         SseStream {
             shutdown: session.state.shutdown.clone(),
             initial: Some((Bytes::from(hello), att.replay.into_iter())),
-            rx: att.rx,
-            ctl: att.ctl,
+            outbox: att.outbox,
             epoch: att.epoch,
             heartbeat,
             expiry,
@@ -115,7 +109,6 @@ impl SseStream {
         }
         tokio::select! {
             biased;
-            _ = self.ctl.closed() => None,
             _ = self.shutdown.cancelled() => {
                 self.done = true;
                 let after = self.session.state.limits.reconnect_after_ms;
@@ -123,17 +116,14 @@ impl SseStream {
                 Some(Bytes::from(format!("event: reconnect\ndata: {}\nretry: {after}\n\n", frame.to_json())))
             }
             _ = &mut self.expiry => None,
-            ev = self.rx.recv() => {
-                let first = ev?;
+            ready = self.outbox.ready() => {
+                // SSE has no close codes: a close request (slow consumer) ends the stream.
+                let Ready::Events(batch) = ready else { return None };
                 let mut buf = BytesMut::new();
-                buf.put_slice(first.sse_frame(&self.epoch));
-                let mut n = 1;
-                while n < BATCH {
-                    let Ok(ev) = self.rx.try_recv() else { break };
+                for ev in &batch {
                     buf.put_slice(ev.sse_frame(&self.epoch));
-                    n += 1;
                 }
-                metrics.events_delivered.increment(n as u64);
+                metrics.events_delivered.increment(batch.len() as u64);
                 Some(buf.freeze())
             }
             _ = self.heartbeat.tick() => Some(Bytes::from_static(wire::sse::PING.as_bytes())),

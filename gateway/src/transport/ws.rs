@@ -21,11 +21,9 @@ use super::session::Session;
 use crate::api::Authenticated;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::hub::{Attachment, Reservation};
+use crate::hub::{Attachment, Ready, Reservation};
 use crate::state::AppState;
 
-/// How many queued events one write batch takes before flushing.
-const BATCH: usize = 256;
 /// How long a goodbye (close frame, then the peer's close) may take. A slow consumer must first
 /// read what is already buffered for it before it sees the 4008, so this is not tiny.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,19 +109,27 @@ async fn run(
     params: ConnectParams,
     reservation: Reservation,
 ) {
+    // Every phase but the steady one is boxed, so an idle connection's task holds only the state
+    // of `serve`'s loop: that is most of its memory at tens of thousands of endpoints.
     let (mut session, att) =
-        Session::open(state.clone(), &principal, &params, Transport::Ws, reservation).await;
+        Box::pin(Session::open(state, &principal, &params, Transport::Ws, reservation)).await;
+    drop((principal, params));
     let end = serve(&mut socket, &mut session, att).await;
+    Box::pin(say_goodbye(&mut socket, &session, end)).await;
+    drop(session);
+}
+
+async fn say_goodbye(socket: &mut WebSocket, session: &Session, end: End) {
     match end {
-        End::Close(code, reason) => goodbye(&mut socket, code, reason).await,
+        End::Close(code, reason) => goodbye(socket, code, reason).await,
         End::Drain => {
-            let frame = ControlFrame::Reconnect { after_ms: state.limits.reconnect_after_ms };
+            let after_ms = session.state.limits.reconnect_after_ms;
+            let frame = ControlFrame::Reconnect { after_ms };
             let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
-            goodbye(&mut socket, close::DRAINING, "server draining").await;
+            goodbye(socket, close::DRAINING, "server draining").await;
         }
         End::Gone => {}
     }
-    drop(session);
 }
 
 /// Sends a close frame and waits briefly for the peer's, so nothing it still has to read is
@@ -163,7 +169,7 @@ fn too_large(e: axum::Error) -> bool {
 async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -> End {
     let state = session.state.clone();
     let hello = session.hello(&att);
-    let Attachment { replay, mut rx, ctl, .. } = att;
+    let Attachment { replay, outbox, .. } = att;
     let shutdown = state.shutdown.clone();
     let metrics = &state.metrics;
 
@@ -178,9 +184,9 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
     };
     tokio::select! {
         biased;
-        code = ctl.closed() => return close_code(code),
+        code = outbox.closed() => return close_code(code),
         _ = shutdown.cancelled() => return End::Drain,
-        r = initial => if r.is_err() { return End::Gone },
+        r = Box::pin(initial) => if r.is_err() { return End::Gone },
     }
     metrics.events_delivered.increment(replayed);
 
@@ -192,29 +198,30 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
     let mut last_seen = Instant::now();
     let mut frames = BadFrames::default();
     loop {
+        // One waiter on the outbox here: `ready` reports close requests too, and two futures
+        // waiting on its `Notify` in one select would let one swallow the other's wake-up.
         tokio::select! {
             biased;
-            code = ctl.closed() => return close_code(code),
             _ = shutdown.cancelled() => return End::Drain,
             _ = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
-            ev = rx.recv() => {
-                // The hub drops its sender only after asking this endpoint to close.
-                let Some(ev) = ev else { return close_code(ctl.requested().unwrap_or(close::SLOW_CONSUMER)) };
+            ready = outbox.ready() => {
+                let batch = match ready {
+                    Ready::Close(code) => return close_code(code),
+                    Ready::Events(batch) => batch,
+                };
+                let n = batch.len() as u64;
+                // Everything queued goes out in one flush.
                 let write = async {
-                    socket.feed(Message::Text(ev.json.clone())).await?;
-                    let mut n = 1;
-                    while n < BATCH {
-                        let Ok(ev) = rx.try_recv() else { break };
+                    for ev in batch {
                         socket.feed(Message::Text(ev.json.clone())).await?;
-                        n += 1;
                     }
-                    socket.flush().await.map(|_| n as u64)
+                    socket.flush().await
                 };
                 tokio::select! {
                     biased;
-                    code = ctl.closed() => return close_code(code),
+                    code = outbox.closed() => return close_code(code),
                     r = write => match r {
-                        Ok(n) => metrics.events_delivered.increment(n),
+                        Ok(()) => metrics.events_delivered.increment(n),
                         Err(_) => return End::Gone,
                     },
                 }
@@ -229,7 +236,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                     Some(Ok(Message::Close(_))) => return End::Gone,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Action::Nothing,
                     Some(Ok(Message::Binary(_))) => client::binary(session, &mut frames),
-                    Some(Ok(Message::Text(t))) => client::text(session, &mut frames, t.as_str()).await,
+                    Some(Ok(Message::Text(t))) => Box::pin(client::text(session, &mut frames, t.as_str())).await,
                 };
                 let (reply, close_after) = match action {
                     Action::Nothing => continue,
@@ -242,7 +249,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                 };
                 tokio::select! {
                     biased;
-                    code = ctl.closed() => return close_code(code),
+                    code = outbox.closed() => return close_code(code),
                     r = socket.send(text(reply.to_json())) => if r.is_err() { return End::Gone },
                 }
                 if let Some(code) = close_after {
@@ -256,7 +263,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                 }
                 tokio::select! {
                     biased;
-                    code = ctl.closed() => return close_code(code),
+                    code = outbox.closed() => return close_code(code),
                     r = socket.send(Message::Ping(Bytes::new())) => if r.is_err() { return End::Gone },
                 }
             }

@@ -2,6 +2,7 @@
 //! with a factory for fresh, empty registries whose TTL is short (a few hundred ms): the TTL
 //! checks wait in real time, because a remote backend keeps its own clock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wire::{EndpointInfo, Surface, Transport};
@@ -12,15 +13,15 @@ use crate::{EndpointKey, PresenceRegistry};
 pub type Factory<'a> = &'a (dyn Fn() -> Box<dyn PresenceRegistry> + Sync);
 
 /// An endpoint record for tests.
-pub fn endpoint(conn_id: &str, node_id: &str) -> EndpointInfo {
-    EndpointInfo {
+pub fn endpoint(conn_id: &str, node_id: &str) -> Arc<EndpointInfo> {
+    Arc::new(EndpointInfo {
         conn_id: conn_id.to_owned(),
         device_id: format!("dev-{conn_id}"),
         surface: Surface::Web,
         transport: Transport::Ws,
         node_id: node_id.to_owned(),
         connected_at: "2026-11-23T00:00:00.000Z".to_owned(),
-    }
+    })
 }
 
 fn ids(list: &[EndpointInfo]) -> Vec<&str> {
@@ -38,26 +39,31 @@ pub async fn run_all(make: Factory<'_>) {
 
 pub async fn lists_what_was_registered_in_order(p: &dyn PresenceRegistry) {
     let a = endpoint("c_a", "n1");
-    let mut b = endpoint("c_b", "n2");
+    let mut b = EndpointInfo::clone(&endpoint("c_b", "n2"));
     b.transport = Transport::Sse;
     b.surface = Surface::Teams;
-    p.register("u1", &a).await.unwrap();
-    p.register("u1", &b).await.unwrap();
+    let b = Arc::new(b);
+    p.register("u1", a.clone()).await.unwrap();
+    p.register("u1", b.clone()).await.unwrap();
     let list = p.list("u1").await.unwrap();
-    assert_eq!(list, vec![a, b], "every field survives, oldest first");
+    assert_eq!(
+        list,
+        vec![EndpointInfo::clone(&a), EndpointInfo::clone(&b)],
+        "every field survives, oldest first"
+    );
     assert!(p.list("nobody").await.unwrap().is_empty());
 }
 
 pub async fn users_are_isolated(p: &dyn PresenceRegistry) {
-    p.register("u1", &endpoint("c1", "n1")).await.unwrap();
-    p.register("u2", &endpoint("c2", "n1")).await.unwrap();
+    p.register("u1", endpoint("c1", "n1")).await.unwrap();
+    p.register("u2", endpoint("c2", "n1")).await.unwrap();
     assert_eq!(ids(&p.list("u1").await.unwrap()), ["c1"]);
     assert_eq!(ids(&p.list("u2").await.unwrap()), ["c2"]);
 }
 
 pub async fn unregister_removes_at_once(p: &dyn PresenceRegistry) {
-    p.register("u1", &endpoint("c1", "n1")).await.unwrap();
-    p.register("u1", &endpoint("c2", "n1")).await.unwrap();
+    p.register("u1", endpoint("c1", "n1")).await.unwrap();
+    p.register("u1", endpoint("c2", "n1")).await.unwrap();
     p.unregister("u1", "c1").await.unwrap();
     p.unregister("u1", "never-registered").await.unwrap();
     p.unregister("nobody", "c1").await.unwrap();
@@ -66,7 +72,7 @@ pub async fn unregister_removes_at_once(p: &dyn PresenceRegistry) {
 
 pub async fn entries_expire_without_refresh(p: &dyn PresenceRegistry) {
     let ttl = p.ttl();
-    p.register("u1", &endpoint("c1", "n1")).await.unwrap();
+    p.register("u1", endpoint("c1", "n1")).await.unwrap();
     tokio::time::sleep(ttl / 3).await;
     assert_eq!(ids(&p.list("u1").await.unwrap()), ["c1"], "still live inside the TTL");
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
@@ -75,9 +81,9 @@ pub async fn entries_expire_without_refresh(p: &dyn PresenceRegistry) {
 
 pub async fn refresh_keeps_entries_alive(p: &dyn PresenceRegistry) {
     let ttl = p.ttl();
-    p.register("u1", &endpoint("kept", "n1")).await.unwrap();
-    p.register("u1", &endpoint("dropped", "n2")).await.unwrap();
-    p.register("u2", &endpoint("kept2", "n1")).await.unwrap();
+    p.register("u1", endpoint("kept", "n1")).await.unwrap();
+    p.register("u1", endpoint("dropped", "n2")).await.unwrap();
+    p.register("u2", endpoint("kept2", "n1")).await.unwrap();
     let keys = [
         EndpointKey { user_id: "u1".into(), conn_id: "kept".into() },
         EndpointKey { user_id: "u2".into(), conn_id: "kept2".into() },

@@ -17,6 +17,8 @@ pub use error::PresenceError;
 pub use memory::MemoryPresence;
 pub use wire::EndpointInfo;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 /// Names one endpoint of one user, for batched refreshes.
@@ -30,8 +32,13 @@ pub struct EndpointKey {
 #[async_trait]
 pub trait PresenceRegistry: Send + Sync + 'static {
     /// Records `endpoint` of `user_id`; it is listed until unregistered or until the registry's
-    /// TTL passes without a refresh.
-    async fn register(&self, user_id: &str, endpoint: &EndpointInfo) -> Result<(), PresenceError>;
+    /// TTL passes without a refresh. Shared, not copied: the in-memory backend keeps the same
+    /// record the connection holds (this exists once per endpoint).
+    async fn register(
+        &self,
+        user_id: &str,
+        endpoint: Arc<EndpointInfo>,
+    ) -> Result<(), PresenceError>;
 
     /// Removes one endpoint at once (a clean close). Unknown endpoints are not an error.
     async fn unregister(&self, user_id: &str, conn_id: &str) -> Result<(), PresenceError>;

@@ -1,6 +1,7 @@
 //! In-process presence for embedded mode (one node). Uses tokio's clock so tests can pause time.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +22,7 @@ pub struct MemoryPresence {
 
 #[derive(Debug)]
 struct Entry {
-    info: EndpointInfo,
+    info: Arc<EndpointInfo>,
     order: u64,
     expires: Instant,
 }
@@ -34,10 +35,15 @@ impl MemoryPresence {
 
 #[async_trait]
 impl PresenceRegistry for MemoryPresence {
-    async fn register(&self, user_id: &str, endpoint: &EndpointInfo) -> Result<(), PresenceError> {
+    async fn register(
+        &self,
+        user_id: &str,
+        endpoint: Arc<EndpointInfo>,
+    ) -> Result<(), PresenceError> {
         let order = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let entry = Entry { info: endpoint.clone(), order, expires: Instant::now() + self.ttl };
-        self.users.entry(user_id.to_owned()).or_default().insert(endpoint.conn_id.clone(), entry);
+        let conn_id = endpoint.conn_id.clone();
+        let entry = Entry { info: endpoint, order, expires: Instant::now() + self.ttl };
+        self.users.entry(user_id.to_owned()).or_default().insert(conn_id, entry);
         Ok(())
     }
 
@@ -68,7 +74,7 @@ impl PresenceRegistry for MemoryPresence {
             eps.retain(|_, e| e.expires > now);
             let mut sorted: Vec<&Entry> = eps.values().collect();
             sorted.sort_by_key(|e| e.order);
-            live = sorted.into_iter().map(|e| e.info.clone()).collect();
+            live = sorted.into_iter().map(|e| EndpointInfo::clone(&e.info)).collect();
             eps.is_empty()
         });
         Ok(live)
@@ -94,7 +100,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn expiry_follows_tokio_time() {
         let p = MemoryPresence::new(Duration::from_secs(30));
-        p.register("u", &contract::endpoint("c1", "n1")).await.unwrap();
+        p.register("u", contract::endpoint("c1", "n1")).await.unwrap();
         tokio::time::advance(Duration::from_secs(29)).await;
         assert_eq!(p.list("u").await.unwrap().len(), 1);
         tokio::time::advance(Duration::from_secs(2)).await;

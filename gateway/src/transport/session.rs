@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// A live endpoint. Dropping it detaches it from the hub and presence.
 pub struct Session {
     pub state: AppState,
-    pub info: EndpointInfo,
+    pub info: Arc<EndpointInfo>,
     pub user: Arc<str>,
     /// Token expiry, seconds since the Unix epoch; `auth.refresh` moves it.
     pub exp: f64,
@@ -42,15 +42,15 @@ impl Session {
             Some(Some(r)) => state.hub.attach(reservation, Some(r)),
             None => state.hub.attach(reservation, None),
         };
-        let info = EndpointInfo {
+        let info = Arc::new(EndpointInfo {
             conn_id: ids::fresh("c"),
             device_id: params.device_id.clone(),
             surface: params.surface,
             transport,
             node_id: state.node_id.clone(),
             connected_at: ids::now_rfc3339(),
-        };
-        if let Err(e) = state.presence.register(&principal.user_id, &info).await {
+        });
+        if let Err(e) = state.presence.register(&principal.user_id, info.clone()).await {
             tracing::warn!(error = %e, conn_id = %info.conn_id, "presence register failed; the refresh will retry");
         }
         state.local_endpoints.insert(info.conn_id.clone(), principal.user_id.clone());

@@ -2,6 +2,8 @@
 //! frames, its bounded queue from the hub, the heartbeat, token expiry and close requests (slow
 //! consumer, drain), so that a close frame with the right code is always attempted.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -12,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use wire::{ControlFrame, Transport, close};
 
 use super::client::{self, Action, BadFrames};
@@ -21,7 +23,7 @@ use super::session::Session;
 use crate::api::Authenticated;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::hub::{Attachment, Ready, Reservation};
+use crate::hub::{Attachment, Entry, Outbox, Ready, Reservation};
 use crate::state::AppState;
 
 /// How long a goodbye (close frame, then the peer's close) may take. A slow consumer must first
@@ -158,6 +160,64 @@ fn close_code(code: u16) -> End {
     }
 }
 
+/// Writes a batch of events with one flush, unless a close request comes first.
+async fn write_batch(
+    socket: &mut WebSocket,
+    outbox: &Outbox,
+    batch: VecDeque<Arc<Entry>>,
+) -> Result<(), End> {
+    let write = async {
+        for ev in batch {
+            socket.feed(Message::Text(ev.json.clone())).await?;
+        }
+        socket.flush().await
+    };
+    tokio::select! {
+        biased;
+        code = outbox.closed() => Err(close_code(code)),
+        r = write => r.map_err(|_| End::Gone),
+    }
+}
+
+/// What the loop does after a client frame was answered.
+enum Answer {
+    Done,
+    /// The token was refreshed: re-arm the expiry.
+    Refreshed,
+    End(End),
+}
+
+/// Handles one client frame and sends its reply. The caller boxes it: client frames are rare,
+/// and this state would otherwise sit in every idle connection's task.
+async fn answer(
+    socket: &mut WebSocket,
+    session: &mut Session,
+    frames: &mut BadFrames,
+    outbox: &Outbox,
+    msg: Message,
+) -> Answer {
+    let action = match msg {
+        Message::Text(t) => client::text(session, frames, t.as_str()).await,
+        _ => client::binary(session, frames),
+    };
+    let (reply, close_after, refreshed) = match action {
+        Action::Nothing => return Answer::Done,
+        Action::Reply(f) => (f, None, false),
+        Action::ReplyAndClose(f, code) => (f, Some(code), false),
+        Action::Refreshed(f) => (f, None, true),
+    };
+    tokio::select! {
+        biased;
+        code = outbox.closed() => return Answer::End(close_code(code)),
+        r = socket.send(text(reply.to_json())) => if r.is_err() { return Answer::End(End::Gone) },
+    }
+    match (close_after, refreshed) {
+        (Some(code), _) => Answer::End(End::Close(code, "too many bad frames")),
+        (None, true) => Answer::Refreshed,
+        (None, false) => Answer::Done,
+    }
+}
+
 /// Whether a read error is a frame over the size limit (close 1009).
 fn too_large(e: axum::Error) -> bool {
     matches!(
@@ -190,11 +250,12 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
     }
     metrics.events_delivered.increment(replayed);
 
+    // One timer serves the heartbeat and the token expiry (one fewer timer per connection).
     let hb = state.limits.heartbeat;
-    let mut heartbeat = interval_at(Instant::now() + hb, hb);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let expiry = sleep_until(session.expiry());
-    tokio::pin!(expiry);
+    let mut next_beat = Instant::now() + hb;
+    let mut expires = session.expiry();
+    let timer = sleep_until(next_beat.min(expires));
+    tokio::pin!(timer);
     let mut last_seen = Instant::now();
     let mut frames = BadFrames::default();
     loop {
@@ -203,60 +264,43 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return End::Drain,
-            _ = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
             ready = outbox.ready() => {
                 let batch = match ready {
                     Ready::Close(code) => return close_code(code),
                     Ready::Events(batch) => batch,
                 };
                 let n = batch.len() as u64;
-                // Everything queued goes out in one flush.
-                let write = async {
-                    for ev in batch {
-                        socket.feed(Message::Text(ev.json.clone())).await?;
-                    }
-                    socket.flush().await
-                };
-                tokio::select! {
-                    biased;
-                    code = outbox.closed() => return close_code(code),
-                    r = write => match r {
-                        Ok(()) => metrics.events_delivered.increment(n),
-                        Err(_) => return End::Gone,
-                    },
+                if let Err(end) = Box::pin(write_batch(socket, &outbox, batch)).await {
+                    return end;
                 }
+                metrics.events_delivered.increment(n);
             }
             msg = socket.recv() => {
                 last_seen = Instant::now();
-                let action = match msg {
-                    None => return End::Gone,
+                let msg = match msg {
+                    None | Some(Ok(Message::Close(_))) => return End::Gone,
                     Some(Err(e)) => {
                         return if too_large(e) { End::Close(close::TOO_LARGE, "frame too large") } else { End::Gone };
                     }
-                    Some(Ok(Message::Close(_))) => return End::Gone,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Action::Nothing,
-                    Some(Ok(Message::Binary(_))) => client::binary(session, &mut frames),
-                    Some(Ok(Message::Text(t))) => Box::pin(client::text(session, &mut frames, t.as_str())).await,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(m)) => m,
                 };
-                let (reply, close_after) = match action {
-                    Action::Nothing => continue,
-                    Action::Reply(f) => (f, None),
-                    Action::ReplyAndClose(f, code) => (f, Some(code)),
-                    Action::Refreshed(f) => {
-                        expiry.as_mut().reset(session.expiry());
-                        (f, None)
+                match Box::pin(answer(socket, session, &mut frames, &outbox, msg)).await {
+                    Answer::Done => {}
+                    Answer::Refreshed => {
+                        expires = session.expiry();
+                        timer.as_mut().reset(next_beat.min(expires));
                     }
-                };
-                tokio::select! {
-                    biased;
-                    code = outbox.closed() => return close_code(code),
-                    r = socket.send(text(reply.to_json())) => if r.is_err() { return End::Gone },
-                }
-                if let Some(code) = close_after {
-                    return End::Close(code, "too many bad frames");
+                    Answer::End(end) => return end,
                 }
             }
-            _ = heartbeat.tick() => {
+            _ = &mut timer => {
+                let now = Instant::now();
+                if now >= expires {
+                    return End::Close(close::TOKEN_EXPIRED, "token expired");
+                }
+                next_beat = now + hb;
+                timer.as_mut().reset(next_beat.min(expires));
                 // Two and a half beats without a word (pongs included): the peer is gone.
                 if last_seen.elapsed() > hb * 5 / 2 {
                     return End::Gone;

@@ -104,12 +104,16 @@ impl AppState {
 
 impl Shared {
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.draining.load(Ordering::SeqCst)
     }
 
-    /// Refuses new work and tells every connection to leave.
+    /// Refuses new work and tells every connection to leave: attached endpoints through their
+    /// outbox (no per-event cost in their loops), those still connecting through `shutdown`.
+    /// An endpoint attaching meanwhile either is reached by `close_all` or sees the flag, which
+    /// is set first (`attach` and `close_all` take the same per-user lock).
     pub fn begin_drain(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.draining.store(true, Ordering::SeqCst);
         self.shutdown.cancel();
+        self.hub.close_all(wire::close::DRAINING);
     }
 }

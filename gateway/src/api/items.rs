@@ -5,8 +5,32 @@ use serde_json::Value;
 use wire::TurnStatus;
 use wire::api::{EndItem, EventItem, TraceItem};
 
+/// The common shapes, parsed without building a `Value` (this runs once per token).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fast<'a> {
+    #[serde(borrow, default)]
+    delta: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    end: Option<EndItem>,
+}
+
 /// Parses one item from JSON text.
 pub fn parse_item(text: &str) -> Result<EventItem, String> {
+    match serde_json::from_str::<Fast>(text) {
+        Ok(Fast { delta: Some(d), end: None }) => return Ok(EventItem::Delta(d.into_owned())),
+        Ok(Fast { delta: None, end: Some(e) })
+            if e.status != TurnStatus::Cancelled && e.status != TurnStatus::Streaming =>
+        {
+            return Ok(EventItem::End(e));
+        }
+        _ => {}
+    }
+    // Anything else (traces, and every mistake) takes the path with precise messages.
+    parse_item_slow(text)
+}
+
+fn parse_item_slow(text: &str) -> Result<EventItem, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
     let Value::Object(mut map) = v else {
         return Err("an item must be a JSON object".into());
@@ -69,5 +93,9 @@ mod tests {
         );
         assert!(parse_item(r#"{"end":{"status":"cancelled"}}"#).unwrap_err().contains("completed"));
         assert!(parse_item(r#"{"trace":{"data":1}}"#).unwrap_err().contains("kind"));
+        assert_eq!(parse_item(r#"{"delta":"a\u00e9\n"}"#), Ok(EventItem::Delta("aé\n".into())));
+        assert!(parse_item(r#"{"delta":"a","extra":1}"#).unwrap_err().contains("exactly one"));
+        assert!(parse_item(r#"{"delta":null}"#).unwrap_err().contains("string"));
+        assert!(parse_item(r#"{"end":{"status":"streaming"}}"#).is_err());
     }
 }

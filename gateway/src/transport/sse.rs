@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep, interval_at, sleep_until};
-use tokio_util::sync::CancellationToken;
 use wire::{ControlFrame, Transport};
 
 use super::params;
@@ -67,7 +66,6 @@ struct SseStream {
     initial: Option<(Bytes, std::vec::IntoIter<Arc<Entry>>)>,
     outbox: Arc<Outbox>,
     epoch: Arc<str>,
-    shutdown: CancellationToken,
     heartbeat: Interval,
     expiry: Pin<Box<Sleep>>,
     done: bool,
@@ -81,7 +79,6 @@ impl SseStream {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let expiry = Box::pin(sleep_until(session.expiry()));
         SseStream {
-            shutdown: session.state.shutdown.clone(),
             initial: Some((Bytes::from(hello), att.replay.into_iter())),
             outbox: att.outbox,
             epoch: att.epoch,
@@ -90,6 +87,14 @@ impl SseStream {
             session,
             done: false,
         }
+    }
+
+    /// The last chunk of a drained stream.
+    fn reconnect(&mut self) -> Bytes {
+        self.done = true;
+        let after = self.session.state.limits.reconnect_after_ms;
+        let frame = ControlFrame::Reconnect { after_ms: after };
+        Bytes::from(format!("event: reconnect\ndata: {}\nretry: {after}\n\n", frame.to_json()))
     }
 
     /// The next piece of the body; `None` ends the stream.
@@ -107,18 +112,20 @@ impl SseStream {
             metrics.events_delivered.increment(n);
             return Some(buf.freeze());
         }
+        if self.session.state.is_draining() {
+            return Some(self.reconnect());
+        }
         tokio::select! {
             biased;
-            _ = self.shutdown.cancelled() => {
-                self.done = true;
-                let after = self.session.state.limits.reconnect_after_ms;
-                let frame = ControlFrame::Reconnect { after_ms: after };
-                Some(Bytes::from(format!("event: reconnect\ndata: {}\nretry: {after}\n\n", frame.to_json())))
-            }
             _ = &mut self.expiry => None,
             ready = self.outbox.ready() => {
-                // SSE has no close codes: a close request (slow consumer) ends the stream.
-                let Ready::Events(batch) = ready else { return None };
+                // SSE has no close codes: a close request ends the stream, after `reconnect`
+                // when the node drains.
+                let batch = match ready {
+                    Ready::Events(batch) => batch,
+                    Ready::Close(wire::close::DRAINING) => return Some(self.reconnect()),
+                    Ready::Close(_) => return None,
+                };
                 let mut buf = BytesMut::new();
                 for ev in &batch {
                     buf.put_slice(ev.sse_frame(&self.epoch));

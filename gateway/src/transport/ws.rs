@@ -249,6 +249,9 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
         r = Box::pin(initial) => if r.is_err() { return End::Gone },
     }
     metrics.events_delivered.increment(replayed);
+    if state.is_draining() {
+        return End::Drain;
+    }
 
     // One timer serves the heartbeat and the token expiry (one fewer timer per connection).
     let hb = state.limits.heartbeat;
@@ -259,11 +262,11 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
     let mut last_seen = Instant::now();
     let mut frames = BadFrames::default();
     loop {
-        // One waiter on the outbox here: `ready` reports close requests too, and two futures
-        // waiting on its `Notify` in one select would let one swallow the other's wake-up.
+        // One waiter on the outbox here: `ready` reports close requests too (drain included), and
+        // two futures waiting on its `Notify` in one select would let one swallow the other's
+        // wake-up.
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return End::Drain,
             ready = outbox.ready() => {
                 let batch = match ready {
                     Ready::Close(code) => return close_code(code),

@@ -6,8 +6,10 @@
 //! - [`scenario`]: what to run (defaults, TOML, flags); [`tokens`]: who to run it as;
 //! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume);
 //! - [`producer`]: turns, deltas and notifications; [`checker`]: the promises, checked;
-//! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios.
+//! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios;
+//! - [`baseline`]: a bare tokio-tungstenite fan-out, the yardstick for saturated throughput.
 
+pub mod baseline;
 pub mod bench;
 pub mod checker;
 pub mod ctx;

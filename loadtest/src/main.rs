@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use loadtest::baseline::{self, BaselineArgs};
 use loadtest::bench::{self, BenchArgs};
 use loadtest::runner::{self, RunOptions};
 use loadtest::scenario::{Scenario, ScenarioArgs, TokenArgs};
@@ -44,6 +45,11 @@ enum Cmd {
     },
     /// The standard scenarios against gateway processes it starts; writes docs/benchmarks.md.
     Bench(BenchArgs),
+    /// Deliveries per second of a bare tokio-tungstenite fan-out of the same frames (the yardstick).
+    Baseline(BaselineArgs),
+    /// The bare fan-out server itself (started by `baseline`).
+    #[command(hide = true)]
+    BaselineServer(BaselineArgs),
 }
 
 #[tokio::main]
@@ -70,6 +76,18 @@ async fn main() -> anyhow::Result<()> {
             report.clean()
         }
         Cmd::Bench(args) => bench::run(args).await?,
+        Cmd::Baseline(args) => {
+            let rate = baseline::run(args.clone()).await?;
+            println!(
+                "bare tokio-tungstenite fan-out: {rate:.0} deliveries/s ({} connections × {} frames)",
+                args.connections, args.events
+            );
+            true
+        }
+        Cmd::BaselineServer(args) => {
+            baseline::serve(args).await?;
+            true
+        }
     };
     if !clean {
         eprintln!("loadtest: violations or incomplete delivery (see above)");

@@ -57,14 +57,19 @@ fn token(parts: &Parts) -> Result<Cow<'_, str>, AuthError> {
         })
 }
 
-/// Reads a whole JSON body of at most `limit` bytes into `T`.
-pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// Reads a whole body of at most `limit` bytes (413 `body_too_large` past it).
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::too_large(
             "body_too_large",
             format!("the body is larger than {limit} bytes (GATEWAY_MAX_BODY_BYTES)"),
         )
-    })?;
+    })
+}
+
+/// Reads a whole JSON body of at most `limit` bytes into `T`.
+pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+    let bytes = read_body(body, limit).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,

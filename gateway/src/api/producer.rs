@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use wire::api::{CreateNotification, CreateTurn, EventsAccepted};
 
-use super::extract::{Authenticated, read_json};
+use super::extract::{Authenticated, read_body, read_json};
 use super::items::parse_item;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -44,17 +44,27 @@ impl From<TurnError> for ApiError {
     }
 }
 
+/// The preamble of requests that start new work (a turn, a notification): the publish scope,
+/// not draining (producers go to another node), and the JSON body.
+async fn new_work<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    p: &Principal,
+    body: Body,
+) -> Result<T, ApiError> {
+    require_publish(p)?;
+    if state.is_draining() {
+        return Err(ApiError::draining());
+    }
+    read_json(body, state.limits.max_body_bytes).await
+}
+
 /// `POST /v1/turns`.
 pub async fn create_turn(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_publish(&p)?;
-    if state.is_draining() {
-        return Err(ApiError::draining());
-    }
-    let req: CreateTurn = read_json(body, state.limits.max_body_bytes).await?;
+    let req: CreateTurn = new_work(&state, &p, body).await?;
     check_name("user_id", &req.user_id, 256)?;
     check_name("conversation_id", &req.conversation_id, 256)?;
     if req.turn_id.as_deref().is_some_and(|id| !ids::valid(id)) {
@@ -124,13 +134,7 @@ pub async fn turn_events(
         }
     }
     if !is_ndjson(&headers) {
-        let bytes =
-            axum::body::to_bytes(body, state.limits.max_body_bytes).await.map_err(|_| {
-                ApiError::too_large(
-                    "body_too_large",
-                    format!("the body is larger than {} bytes", state.limits.max_body_bytes),
-                )
-            })?;
+        let bytes = read_body(body, state.limits.max_body_bytes).await?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
         let item =
@@ -230,11 +234,7 @@ pub async fn notify(
     Authenticated(p): Authenticated,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_publish(&p)?;
-    if state.is_draining() {
-        return Err(ApiError::draining());
-    }
-    let req: CreateNotification = read_json(body, state.limits.max_body_bytes).await?;
+    let req: CreateNotification = new_work(&state, &p, body).await?;
     check_name("user_id", &req.user_id, 256)?;
     check_name("category", &req.category, 128)?;
     if let Some(k) = &req.dedup_key {

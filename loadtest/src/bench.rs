@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// A directory holding the Node peer's server.js with its node_modules installed.
     #[arg(long)]
     pub node_peer: Option<PathBuf>,
-    /// Only these scenarios (idle, stream20k, stream, burst, chaos); default all.
+    /// Only these scenarios (idle, stream20k, stream, burst, chaos, saturate); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Multiplies endpoint counts and turn rates (0.1 for a quick look).
@@ -43,7 +43,7 @@ const SECRET: &str = "loadtest-bench-secret-0123456789";
 
 /// The named scenarios.
 pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, Scenario)> {
-    let users = |n: f64| ((n * scale).round() as u32).max(1);
+    let users = |n: f64| users_scaled(scale, n);
     let base = Scenario { duration_s: duration, ..Scenario::default() };
     let stream = |concurrent: f64| Scenario {
         users: users(1000.0),
@@ -93,8 +93,30 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
             "stream20k with 5% of endpoints dropping and resuming every second",
             Scenario { chaos_rate: 0.05, ..stream(200.0) },
         ),
+        (
+            "saturate",
+            "200 endpoints (20 users × 10 devices), 2,000 deltas per user sent unpaced: deliveries/s at saturation",
+            Scenario {
+                users: users(20.0),
+                devices: 10,
+                tokens_per_turn: SATURATE_TOKENS,
+                token_rate: 100_000.0,
+                turn_rate: 100_000.0,
+                max_turns: users(20.0),
+                duration_s: 0.05,
+                ..base.clone()
+            },
+        ),
     ]
 }
+
+fn users_scaled(scale: f64, n: f64) -> u32 {
+    ((n * scale).round() as u32).max(1)
+}
+
+/// Deltas per user in the saturation scenario; the bare fan-out sends as many frames (+2 for the
+/// turn's start and end).
+const SATURATE_TOKENS: u32 = 2000;
 
 /// One scenario's results: name, description, and a report per target.
 type ScenarioResults = (&'static str, &'static str, Vec<(&'static str, Report)>);
@@ -186,9 +208,47 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         }
         results.push((name, about, row));
     }
-    std::fs::write(&args.out, markdown(&results, &args))?;
+    let mut text = markdown(&results, &args);
+    if let Some((_, _, row)) = results.iter().find(|(n, _, _)| *n == "saturate") {
+        eprintln!("== bare tokio-tungstenite fan-out");
+        let connections = (users_scaled(args.scale, 20.0) * 10) as usize;
+        let bare = crate::baseline::run(crate::baseline::BaselineArgs {
+            connections,
+            events: SATURATE_TOKENS as usize + 2,
+            token_bytes: 16,
+        })
+        .await?;
+        text.push_str(&baseline_section(bare, connections, row));
+    }
+    std::fs::write(&args.out, text)?;
     eprintln!("wrote {}", args.out.display());
     Ok(clean)
+}
+
+fn baseline_section(bare: f64, connections: usize, row: &[(&str, Report)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "## saturation vs a bare tokio-tungstenite fan-out\n");
+    let _ = writeln!(
+        s,
+        "`loadtest baseline`: a bare tokio-tungstenite server (its own process) fans the same frames"
+    );
+    let _ = writeln!(
+        s,
+        "out to {connections} connections, no auth, log or producer API; its clients do the same per-event"
+    );
+    let _ = writeln!(
+        s,
+        "checking as the load tester's. The gateway also ingests every event over HTTP from the same"
+    );
+    let _ = writeln!(s, "load process, so the ratio includes the producer side.\n");
+    let _ = writeln!(s, "| server | deliveries/s | ratio to bare |\n|---|---|---|");
+    let _ = writeln!(s, "| bare tokio-tungstenite fan-out | {bare:.0} | 1.00 |");
+    for (t, r) in row {
+        let _ =
+            writeln!(s, "| {t} | {:.0} | {:.2} |", r.events_per_second, r.events_per_second / bare);
+    }
+    s
 }
 
 fn markdown(results: &[ScenarioResults], args: &BenchArgs) -> String {

@@ -18,6 +18,9 @@ use crate::ctx::SharedCtx;
 use crate::stats::Stats;
 use crate::tokens::user_id;
 
+/// A token rate at or above this is "as fast as possible".
+const UNPACED: f64 = 10_000.0;
+
 /// Runs the producer for the scenario's duration, then waits for its turns to end.
 pub async fn run(ctx: SharedCtx) -> anyhow::Result<()> {
     let s = &ctx.scenario;
@@ -156,16 +159,27 @@ async fn turn(ctx: &SharedCtx, token: &str, user: u32, n: u64) {
     let pad = "x".repeat(s.token_bytes as usize - 13);
     let mut t = interval(Duration::from_secs_f64(1.0 / s.token_rate));
     t.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    for _ in 0..s.tokens_per_turn {
+    // Unpaced (saturation) runs put many lines in one chunk, as a real producer's buffered writer
+    // would; paced runs send each token as it comes.
+    let per_chunk = if s.token_rate >= UNPACED { 64 } else { 1 };
+    let mut chunk = String::new();
+    let mut in_chunk = 0;
+    for i in 0..s.tokens_per_turn {
         t.tick().await;
         let text = format!("{:012}|{pad}", ctx.now_us());
         if let Some(mut so_far) = ctx.ledger.texts.get_mut(&turn_id) {
             so_far.push_str(&text);
         }
-        if tx.send(Ok(format!("{}\n", json!({"delta": text})))).await.is_err() {
-            break;
+        chunk.push_str(&json!({"delta": text}).to_string());
+        chunk.push('\n');
+        in_chunk += 1;
+        if in_chunk == per_chunk || i + 1 == s.tokens_per_turn {
+            if tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
+                break;
+            }
+            Stats::add(&ctx.stats.published, in_chunk);
+            in_chunk = 0;
         }
-        Stats::add(&ctx.stats.published, 1);
     }
     let _ = tx.send(Ok("{\"end\":{\"status\":\"completed\"}}\n".into())).await;
     drop(tx);

@@ -35,6 +35,7 @@ pub async fn run_all(make: Factory<'_>) {
     unregister_removes_at_once(make().as_ref()).await;
     entries_expire_without_refresh(make().as_ref()).await;
     refresh_keeps_entries_alive(make().as_ref()).await;
+    a_late_refresh_does_not_resurrect(make().as_ref()).await;
 }
 
 pub async fn lists_what_was_registered_in_order(p: &dyn PresenceRegistry) {
@@ -95,4 +96,13 @@ pub async fn refresh_keeps_entries_alive(p: &dyn PresenceRegistry) {
     }
     assert_eq!(ids(&p.list("u1").await.unwrap()), ["kept"]);
     assert_eq!(ids(&p.list("u2").await.unwrap()), ["kept2"]);
+}
+
+pub async fn a_late_refresh_does_not_resurrect(p: &dyn PresenceRegistry) {
+    let ttl = p.ttl();
+    p.register("u1", endpoint("late", "n1")).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    // Its node was silent past the TTL (as a killed node is): a refresh now must not bring it back.
+    p.refresh(&[EndpointKey { user_id: "u1".into(), conn_id: "late".into() }]).await.unwrap();
+    assert!(p.list("u1").await.unwrap().is_empty());
 }

@@ -7,14 +7,17 @@
 //!
 //! - [`PresenceRegistry`]: the trait every backend implements;
 //! - [`MemoryPresence`]: one process (embedded mode);
+//! - [`RedisPresence`]: many nodes sharing one Redis (or Redis Cluster: keys are slot-tagged);
 //! - [`contract`]: the behaviour every backend must show, run against each in tests.
 
 pub mod contract;
 mod error;
 mod memory;
+mod redis;
 
 pub use error::PresenceError;
 pub use memory::MemoryPresence;
+pub use redis::RedisPresence;
 pub use wire::EndpointInfo;
 
 use std::sync::Arc;

@@ -56,10 +56,12 @@ impl PresenceRegistry for MemoryPresence {
     }
 
     async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<(), PresenceError> {
-        let expires = Instant::now() + self.ttl;
+        let now = Instant::now();
+        let expires = now + self.ttl;
         for key in endpoints {
             if let Some(mut eps) = self.users.get_mut(&key.user_id)
                 && let Some(e) = eps.get_mut(&key.conn_id)
+                && e.expires > now
             {
                 e.expires = expires;
             }

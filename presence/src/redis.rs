@@ -1,0 +1,242 @@
+//! Presence in Redis, shared by every node.
+//!
+//! Per user, three keys in one hash slot (the `{user}` tag), so every script touches one slot
+//! and works on a Redis Cluster:
+//! - `<ns>:{<user>}:pz`: sorted set, conn_id → expiry in ms on *Redis's* clock (nodes' clocks
+//!   never have to agree);
+//! - `<ns>:{<user>}:pi`: hash, conn_id → `<order>|<EndpointInfo JSON>`;
+//! - `<ns>:{<user>}:pn`: the registration counter that gives `<order>`.
+//!
+//! All three expire twice the TTL after the last write, so an idle user leaves nothing behind.
+//! A refresh only extends entries that are still live: an endpoint whose node was silent past
+//! the TTL stays gone even if a late refresh arrives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, Script};
+
+use crate::{EndpointInfo, EndpointKey, PresenceError, PresenceRegistry};
+
+const REGISTER: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[3])
+local n = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[2], ARGV[1], n .. '|' .. ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl * 2) end
+return n
+";
+
+const REFRESH: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[1])
+local kept = 0
+for i = 2, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) > now then
+    redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+    kept = kept + 1
+  end
+end
+if kept > 0 then for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl * 2) end end
+return kept
+";
+
+const UNREGISTER: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('HDEL', KEYS[2], ARGV[1])
+";
+
+const LIST: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #dead > 0 then
+  redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('HDEL', KEYS[2], unpack(dead))
+end
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+if #live == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(live))
+";
+
+/// Presence kept in Redis.
+#[derive(Clone)]
+pub struct RedisPresence {
+    /// Multiplexed and reconnecting; every call has a response timeout.
+    conn: ConnectionManager,
+    /// Key prefix: lets deployments (and tests) share one Redis.
+    ns: Arc<str>,
+    ttl: Duration,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    register: Script,
+    refresh: Script,
+    unregister: Script,
+    list: Script,
+}
+
+fn unavailable(e: redis::RedisError) -> PresenceError {
+    PresenceError::Unavailable(e.to_string())
+}
+
+impl RedisPresence {
+    /// Connects (with timeouts and reconnection) to `url`.
+    pub async fn connect(url: &str, ns: &str, ttl: Duration) -> Result<Self, PresenceError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        Ok(Self::with_connection(conn, ns, ttl))
+    }
+
+    /// Uses an existing connection (tests give each registry its own namespace).
+    pub fn with_connection(conn: ConnectionManager, ns: &str, ttl: Duration) -> Self {
+        RedisPresence {
+            conn,
+            ns: Arc::from(ns),
+            ttl,
+            scripts: Arc::new(Scripts {
+                register: Script::new(REGISTER),
+                refresh: Script::new(REFRESH),
+                unregister: Script::new(UNREGISTER),
+                list: Script::new(LIST),
+            }),
+        }
+    }
+
+    /// The same connection under another key prefix.
+    pub fn renamed(self, ns: &str) -> Self {
+        RedisPresence { ns: Arc::from(ns), ..self }
+    }
+
+    fn keys(&self, user: &str) -> [String; 3] {
+        let base = format!("{}:{{{user}}}", self.ns);
+        [format!("{base}:pz"), format!("{base}:pi"), format!("{base}:pn")]
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis() as u64
+    }
+}
+
+#[async_trait]
+impl PresenceRegistry for RedisPresence {
+    async fn register(
+        &self,
+        user_id: &str,
+        endpoint: Arc<EndpointInfo>,
+    ) -> Result<(), PresenceError> {
+        let json =
+            serde_json::to_string(&*endpoint).map_err(|e| PresenceError::Corrupt(e.to_string()))?;
+        let [z, i, n] = self.keys(user_id);
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .register
+            .key(z)
+            .key(i)
+            .key(n)
+            .arg(&endpoint.conn_id)
+            .arg(json)
+            .arg(self.ttl_ms())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn unregister(&self, user_id: &str, conn_id: &str) -> Result<(), PresenceError> {
+        let [z, i, _] = self.keys(user_id);
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .unregister
+            .key(z)
+            .key(i)
+            .arg(conn_id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// One round trip for the whole batch: a pipeline of one script call per user.
+    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<(), PresenceError> {
+        if endpoints.is_empty() {
+            return Ok(());
+        }
+        let mut by_user: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for e in endpoints {
+            by_user.entry(&e.user_id).or_default().push(&e.conn_id);
+        }
+        let mut invocations = Vec::with_capacity(by_user.len());
+        for (user, conns) in &by_user {
+            let [z, i, n] = self.keys(user);
+            let mut inv = self.scripts.refresh.key(z);
+            inv.key(i).key(n).arg(self.ttl_ms());
+            for c in conns {
+                inv.arg(*c);
+            }
+            invocations.push(inv);
+        }
+        let mut conn = self.conn.clone();
+        for attempt in 0..2 {
+            let mut pipe = redis::pipe();
+            for inv in &invocations {
+                pipe.invoke_script(inv);
+            }
+            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                Ok(_) => return Ok(()),
+                // A restarted Redis forgot the script: load it and try once more.
+                Err(e)
+                    if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                        && attempt == 0 =>
+                {
+                    self.scripts
+                        .refresh
+                        .prepare_invoke()
+                        .load_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, user_id: &str) -> Result<Vec<EndpointInfo>, PresenceError> {
+        let [z, i, _] = self.keys(user_id);
+        let mut conn = self.conn.clone();
+        let raw: Vec<Option<String>> =
+            self.scripts.list.key(z).key(i).invoke_async(&mut conn).await.map_err(unavailable)?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for value in raw.into_iter().flatten() {
+            let (order, json) = value.split_once('|').ok_or_else(|| {
+                PresenceError::Corrupt(format!("presence entry without order: {value:?}"))
+            })?;
+            let order: u64 = order
+                .parse()
+                .map_err(|_| PresenceError::Corrupt(format!("bad order in {value:?}")))?;
+            let info: EndpointInfo =
+                serde_json::from_str(json).map_err(|e| PresenceError::Corrupt(e.to_string()))?;
+            entries.push((order, info));
+        }
+        entries.sort_by_key(|(order, _)| *order);
+        Ok(entries.into_iter().map(|(_, info)| info).collect())
+    }
+
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}

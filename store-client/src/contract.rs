@@ -1,0 +1,137 @@
+//! The behaviour every [`TurnStore`] must show; each backend's tests call [`run_all`] on a
+//! fresh, empty store.
+
+use serde_json::json;
+use wire::TurnStatus;
+
+use crate::{Cursor, FinalTurn, PutOutcome, StoreError, Trace, TurnStore};
+
+/// A completed turn for tests.
+pub fn turn(id: &str, conversation: &str, user: &str, created_at_ms: i64) -> FinalTurn {
+    FinalTurn {
+        turn_id: id.into(),
+        conversation_id: conversation.into(),
+        user_id: user.into(),
+        status: TurnStatus::Completed,
+        text: format!("text of {id} · é"),
+        truncated: false,
+        created_at_ms,
+        completed_at_ms: created_at_ms + 10,
+        meta: json!({"model": "m1"}),
+        traces: vec![
+            Trace { kind: "reasoning".into(), data: json!({"n": 1}) },
+            Trace { kind: "tool_call".into(), data: json!(["x"]) },
+        ],
+    }
+}
+
+pub async fn run_all(store: &dyn TurnStore) {
+    idempotent_put(store).await;
+    paging_is_newest_first_and_stable_under_inserts(store).await;
+    users_see_their_own(store).await;
+    traces_are_kept_apart(store).await;
+    large_text_round_trips(store).await;
+    delete_and_purge(store).await;
+    store.ping().await.unwrap();
+}
+
+pub async fn idempotent_put(s: &dyn TurnStore) {
+    let t = turn("ip-1", "ip", "u", 1_000);
+    assert_eq!(s.put(&t).await.unwrap(), PutOutcome::Inserted);
+    assert_eq!(s.put(&t).await.unwrap(), PutOutcome::AlreadyStored, "a repeat is a no-op");
+    let mut other = t.clone();
+    other.text = "something else".into();
+    assert!(matches!(s.put(&other).await, Err(StoreError::Conflict(_))), "never overwritten");
+    let page = s.page("ip", None, 10, None).await.unwrap();
+    assert_eq!(page.turns.len(), 1, "one row");
+    assert_eq!(page.turns[0].text, t.text, "the first content stays");
+    assert_eq!(s.traces("ip-1").await.unwrap().unwrap().1.len(), 2, "traces stored once");
+}
+
+pub async fn paging_is_newest_first_and_stable_under_inserts(s: &dyn TurnStore) {
+    for i in 0..25 {
+        s.put(&turn(&format!("pg-{i:02}"), "pg", "u", 10_000 + i * 10)).await.unwrap();
+    }
+    // Two turns at the same millisecond are ordered by id.
+    s.put(&turn("pg-same-a", "pg", "u", 10_100)).await.unwrap();
+    let first = s.page("pg", None, 10, None).await.unwrap();
+    let ids = |p: &crate::Page| p.turns.iter().map(|t| t.turn_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&first)[..3], ["pg-24", "pg-23", "pg-22"]);
+    let cursor = first.next.clone().expect("more pages");
+    // Newer turns arrive between page requests: the cursor still continues where it was.
+    for i in 0..5 {
+        s.put(&turn(&format!("pg-new-{i}"), "pg", "u", 20_000 + i)).await.unwrap();
+    }
+    let opaque = Cursor::decode(&cursor.encode()).unwrap();
+    let second = s.page("pg", None, 10, Some(&opaque)).await.unwrap();
+    let third = s.page("pg", None, 10, second.next.as_ref()).await.unwrap();
+    assert!(third.next.is_none(), "the last page says so");
+    let mut all = ids(&first);
+    all.extend(ids(&second));
+    all.extend(ids(&third));
+    assert_eq!(all.len(), 26, "every older turn once: {all:?}");
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 26, "no duplicates across pages");
+    assert!(all.iter().position(|i| i == "pg-same-a") < all.iter().position(|i| i == "pg-10"));
+    assert!(s.page("pg", None, 0, None).await.is_err());
+    assert!(s.page("nobody", None, 5, None).await.unwrap().turns.is_empty());
+}
+
+pub async fn users_see_their_own(s: &dyn TurnStore) {
+    s.put(&turn("own-a", "own", "alice", 1)).await.unwrap();
+    s.put(&turn("own-b", "own", "bob", 2)).await.unwrap();
+    let alice = s.page("own", Some("alice"), 10, None).await.unwrap();
+    assert_eq!(alice.turns.len(), 1);
+    assert_eq!(alice.turns[0].user_id, "alice");
+    assert_eq!(s.page("own", None, 10, None).await.unwrap().turns.len(), 2, "admin sees all");
+    assert_eq!(s.conversation_owner("own").await.unwrap().as_deref(), Some("bob"));
+    assert_eq!(s.conversation_owner("none").await.unwrap(), None);
+}
+
+pub async fn traces_are_kept_apart(s: &dyn TurnStore) {
+    let t = turn("tr-1", "tr", "u", 5);
+    s.put(&t).await.unwrap();
+    let rec = &s.page("tr", None, 1, None).await.unwrap().turns[0];
+    assert_eq!(rec.meta, json!({"model": "m1"}));
+    assert_eq!(rec.status, TurnStatus::Completed);
+    let (user, traces) = s.traces("tr-1").await.unwrap().unwrap();
+    assert_eq!(user, "u");
+    assert_eq!(traces, t.traces, "in order, intact");
+    assert!(s.traces("missing").await.unwrap().is_none());
+}
+
+pub async fn large_text_round_trips(s: &dyn TurnStore) {
+    let mut big = turn("big-1", "big", "u", 7);
+    big.text = "é".repeat(2 * 1024 * 1024 + 1); // 4 MiB + 2 bytes of two-byte characters
+    let mut limited = big.clone();
+    limited.limit_text(4 * 1024 * 1024 + 1);
+    assert!(limited.truncated);
+    assert_eq!(limited.text.len(), 4 * 1024 * 1024, "cut at a character boundary");
+    big.text.truncate(4 * 1024 * 1024);
+    s.put(&big).await.unwrap();
+    let got = &s.page("big", None, 1, None).await.unwrap().turns[0];
+    assert_eq!(got.text.len(), 4 * 1024 * 1024);
+    assert!(got.text == big.text, "4 MiB intact");
+    assert!(!got.truncated);
+    limited.turn_id = "big-2".into();
+    s.put(&limited).await.unwrap();
+    let got = s.page("big", None, 1, None).await.unwrap();
+    assert!(got.turns[0].truncated, "the flag is stored");
+}
+
+pub async fn delete_and_purge(s: &dyn TurnStore) {
+    s.put(&turn("del-1", "del", "u", 100)).await.unwrap();
+    s.put(&turn("del-2", "del", "u", 200)).await.unwrap();
+    s.put(&turn("keep-1", "keep", "u", 300)).await.unwrap();
+    assert_eq!(s.delete_conversation("del").await.unwrap(), 2);
+    assert!(s.page("del", None, 10, None).await.unwrap().turns.is_empty());
+    assert!(s.traces("del-1").await.unwrap().is_none());
+    // Retention: everything completed before the cutoff goes, with its traces.
+    let purged = s.purge_before(250).await.unwrap();
+    assert!(purged >= 1);
+    assert!(s.traces("tr-1").await.unwrap().is_none(), "old turns of other conversations too");
+    assert!(s.traces("ip-1").await.unwrap().is_some(), "newer ones stay");
+    assert_eq!(s.page("keep", None, 10, None).await.unwrap().turns.len(), 1);
+}

@@ -1,0 +1,47 @@
+//! The opaque history cursor: the position `(created_at, turn_id)` of the last turn of a page.
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at_ms: i64,
+    pub turn_id: String,
+}
+
+impl Cursor {
+    /// The opaque form clients send back: URL-safe hex of `<ms>:<turn_id>`.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.created_at_ms, self.turn_id)
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn decode(s: &str) -> Result<Cursor, StoreError> {
+        let bad = || StoreError::Invalid("the cursor is not one this server gave".into());
+        if !s.len().is_multiple_of(2) || s.len() > 1024 {
+            return Err(bad());
+        }
+        let bytes = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(s.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+            .collect::<Result<Vec<u8>, _>>()?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let (ms, id) = text.split_once(':').ok_or_else(bad)?;
+        Ok(Cursor { created_at_ms: ms.parse().map_err(|_| bad())?, turn_id: id.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_garbage() {
+        let c = Cursor { created_at_ms: 1_700_000_000_123, turn_id: "t:1".into() };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(Cursor::decode("zz").is_err());
+        assert!(Cursor::decode("abc").is_err());
+        assert!(Cursor::decode(&"41".repeat(3)).is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! The embedded store: SQLite in `<data_dir>/turns.db`, no server. WAL with full sync: a turn
+//! acknowledged as stored survives a crash or power loss.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::StoreError;
+use crate::sql::impl_turn_store;
+
+pub struct EmbeddedStore {
+    pool: SqlitePool,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `dir`, and migrates it.
+    pub async fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("turns.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("migration: {e}")))?;
+        Ok(EmbeddedStore { pool })
+    }
+}
+
+impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow);

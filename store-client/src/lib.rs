@@ -1,0 +1,64 @@
+//! The conversation store: where a finalised turn is persisted exactly once and where the
+//! assistant loads history from.
+//!
+//! - [`TurnStore`]: the trait the gateway uses; writes are idempotent on `turn_id` (a repeat is
+//!   a no-op; the same id with other content is a [`StoreError::Conflict`], never an overwrite);
+//! - [`EmbeddedStore`]: SQLite in a file (the default: no server), WAL and full sync;
+//! - [`PostgresStore`]: pooled, migrated on start-up by versioned migrations, plain SQL that
+//!   Postgres-wire databases (CockroachDB, YugabyteDB, Citus) also run;
+//! - [`contract`]: the behaviour both must show, run against each in tests.
+//!
+//! History pages are keyset-paged (newest first, by `(created_at, turn_id)`, index-backed, no
+//! OFFSET), so a cursor is stable while turns are inserted. Traces live apart and are never
+//! loaded with history.
+
+pub mod contract;
+mod cursor;
+mod embedded;
+mod error;
+mod postgres;
+mod sql;
+mod types;
+
+pub use cursor::Cursor;
+pub use embedded::EmbeddedStore;
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use types::{FinalTurn, Page, PutOutcome, Trace, TurnRecord};
+
+use async_trait::async_trait;
+
+/// Where finalised turns are kept.
+#[async_trait]
+pub trait TurnStore: Send + Sync + 'static {
+    /// Stores a turn and its traces in one transaction, unless a turn with this id is stored
+    /// already: then nothing changes, and the answer says whether the content was the same.
+    async fn put(&self, turn: &FinalTurn) -> Result<PutOutcome, StoreError>;
+
+    /// A page of a conversation's turns, newest first, strictly older than `before`.
+    /// With `owner`, only that user's turns (a user reads only their own conversations).
+    async fn page(
+        &self,
+        conversation_id: &str,
+        owner: Option<&str>,
+        limit: u32,
+        before: Option<&Cursor>,
+    ) -> Result<Page, StoreError>;
+
+    /// A turn's traces in their order, with the turn's user (to check who may read them);
+    /// `None` when no such turn is stored.
+    async fn traces(&self, turn_id: &str) -> Result<Option<(String, Vec<Trace>)>, StoreError>;
+
+    /// Removes a conversation's turns and their traces; returns how many turns went.
+    async fn delete_conversation(&self, conversation_id: &str) -> Result<u64, StoreError>;
+
+    /// Removes turns completed before `cutoff_ms` (Unix ms) with their traces (retention).
+    async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
+
+    /// The user owning a conversation (the user of its newest turn), if any turn is stored.
+    async fn conversation_owner(&self, conversation_id: &str)
+    -> Result<Option<String>, StoreError>;
+
+    /// Whether the store answers now (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,229 @@
+//! The SQL both backends run, and the implementation of [`crate::TurnStore`] over a sqlx pool,
+//! instantiated once per database by [`impl_turn_store!`]. Placeholders appear in ascending
+//! order of first use, which SQLite's `$n` binding needs.
+
+pub const INSERT_TURN: &str = "INSERT INTO turns (turn_id, conversation_id, user_id, status, text, truncated, \
+     created_at_ms, completed_at_ms, meta, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (turn_id) DO NOTHING";
+pub const INSERT_TRACE: &str =
+    "INSERT INTO turn_traces (turn_id, position, kind, data) VALUES ($1, $2, $3, $4)";
+pub const HASH_OF: &str = "SELECT content_hash FROM turns WHERE turn_id = $1";
+pub const PAGE_FIRST: &str = "SELECT turn_id, conversation_id, user_id, status, text, truncated, \
+     created_at_ms, completed_at_ms, meta FROM turns WHERE conversation_id = $1 AND ($2 = '' OR user_id = $2) \
+     ORDER BY created_at_ms DESC, turn_id DESC LIMIT $3";
+pub const PAGE_AFTER: &str = "SELECT turn_id, conversation_id, user_id, status, text, truncated, \
+     created_at_ms, completed_at_ms, meta FROM turns WHERE conversation_id = $1 AND ($2 = '' OR user_id = $2) \
+     AND (created_at_ms, turn_id) < ($3, $4) ORDER BY created_at_ms DESC, turn_id DESC LIMIT $5";
+pub const TRACES: &str = "SELECT kind, data FROM turn_traces WHERE turn_id = $1 ORDER BY position";
+pub const USER_OF_TURN: &str = "SELECT user_id FROM turns WHERE turn_id = $1";
+pub const DELETE_CONVERSATION_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE conversation_id = $1)";
+pub const DELETE_CONVERSATION: &str = "DELETE FROM turns WHERE conversation_id = $1";
+pub const PURGE_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE completed_at_ms < $1)";
+pub const PURGE: &str = "DELETE FROM turns WHERE completed_at_ms < $1";
+pub const OWNER: &str = "SELECT user_id FROM turns WHERE conversation_id = $1 ORDER BY created_at_ms DESC, turn_id DESC LIMIT 1";
+
+/// Implements [`crate::TurnStore`] for a struct with a `pool: sqlx::Pool<$db>` field.
+macro_rules! impl_turn_store {
+    ($store:ty, $row:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::TurnStore for $store {
+            async fn put(
+                &self,
+                turn: &$crate::FinalTurn,
+            ) -> Result<$crate::PutOutcome, $crate::StoreError> {
+                use sqlx::Row;
+                let hash = turn.content_hash();
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query($crate::sql::INSERT_TURN)
+                    .bind(&turn.turn_id)
+                    .bind(&turn.conversation_id)
+                    .bind(&turn.user_id)
+                    .bind(turn.status.as_str())
+                    .bind(&turn.text)
+                    .bind(turn.truncated)
+                    .bind(turn.created_at_ms)
+                    .bind(turn.completed_at_ms)
+                    .bind(turn.meta.to_string())
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    let row: $row = sqlx::query($crate::sql::HASH_OF)
+                        .bind(&turn.turn_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let stored: String = row.try_get(0)?;
+                    tx.rollback().await?;
+                    return if stored == hash {
+                        Ok($crate::PutOutcome::AlreadyStored)
+                    } else {
+                        Err($crate::StoreError::Conflict(turn.turn_id.clone()))
+                    };
+                }
+                for (i, t) in turn.traces.iter().enumerate() {
+                    sqlx::query($crate::sql::INSERT_TRACE)
+                        .bind(&turn.turn_id)
+                        .bind(i as i32)
+                        .bind(&t.kind)
+                        .bind(t.data.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok($crate::PutOutcome::Inserted)
+            }
+
+            async fn page(
+                &self,
+                conversation_id: &str,
+                owner: Option<&str>,
+                limit: u32,
+                before: Option<&$crate::Cursor>,
+            ) -> Result<$crate::Page, $crate::StoreError> {
+                if limit == 0 || limit > 1000 {
+                    return Err($crate::StoreError::Invalid("limit must be 1..=1000".into()));
+                }
+                // One more than asked tells whether another page follows.
+                let fetch = limit as i64 + 1;
+                let owner = owner.unwrap_or("");
+                let rows: Vec<$row> = match before {
+                    None => {
+                        sqlx::query($crate::sql::PAGE_FIRST)
+                            .bind(conversation_id)
+                            .bind(owner)
+                            .bind(fetch)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    Some(c) => {
+                        sqlx::query($crate::sql::PAGE_AFTER)
+                            .bind(conversation_id)
+                            .bind(owner)
+                            .bind(c.created_at_ms)
+                            .bind(&c.turn_id)
+                            .bind(fetch)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                let mut turns =
+                    rows.iter().map($crate::sql::record).collect::<Result<Vec<_>, _>>()?;
+                let next = if turns.len() > limit as usize {
+                    turns.truncate(limit as usize);
+                    turns.last().map(|t| $crate::Cursor {
+                        created_at_ms: t.created_at_ms,
+                        turn_id: t.turn_id.clone(),
+                    })
+                } else {
+                    None
+                };
+                Ok($crate::Page { turns, next })
+            }
+
+            async fn traces(
+                &self,
+                turn_id: &str,
+            ) -> Result<Option<(String, Vec<$crate::Trace>)>, $crate::StoreError> {
+                use sqlx::Row;
+                let Some(user) = sqlx::query($crate::sql::USER_OF_TURN)
+                    .bind(turn_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let user: String = user.try_get(0)?;
+                let rows: Vec<$row> =
+                    sqlx::query($crate::sql::TRACES).bind(turn_id).fetch_all(&self.pool).await?;
+                let mut traces = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let data: String = r.try_get(1)?;
+                    traces.push($crate::Trace {
+                        kind: r.try_get(0)?,
+                        data: $crate::sql::json(&data)?,
+                    });
+                }
+                Ok(Some((user, traces)))
+            }
+
+            async fn delete_conversation(
+                &self,
+                conversation_id: &str,
+            ) -> Result<u64, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query($crate::sql::DELETE_CONVERSATION_TRACES)
+                    .bind(conversation_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let n = sqlx::query($crate::sql::DELETE_CONVERSATION)
+                    .bind(conversation_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, $crate::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query($crate::sql::PURGE_TRACES).bind(cutoff_ms).execute(&mut *tx).await?;
+                let n = sqlx::query($crate::sql::PURGE)
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn conversation_owner(
+                &self,
+                conversation_id: &str,
+            ) -> Result<Option<String>, $crate::StoreError> {
+                use sqlx::Row;
+                let row = sqlx::query($crate::sql::OWNER)
+                    .bind(conversation_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(match row {
+                    Some(r) => Some(r.try_get(0)?),
+                    None => None,
+                })
+            }
+
+            async fn ping(&self) -> Result<(), $crate::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_turn_store;
+
+/// A history row, from either database's row type.
+pub fn record<R: sqlx::Row>(r: &R) -> Result<crate::TurnRecord, crate::StoreError>
+where
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let status: String = r.try_get(3)?;
+    let meta: String = r.try_get(8)?;
+    Ok(crate::TurnRecord {
+        turn_id: r.try_get(0)?,
+        conversation_id: r.try_get(1)?,
+        user_id: r.try_get(2)?,
+        status: crate::types::parse_status(&status)?,
+        text: r.try_get(4)?,
+        truncated: r.try_get(5)?,
+        created_at_ms: r.try_get(6)?,
+        completed_at_ms: r.try_get(7)?,
+        meta: json(&meta)?,
+    })
+}
+
+pub fn json(s: &str) -> Result<serde_json::Value, crate::StoreError> {
+    serde_json::from_str(s).map_err(|e| crate::StoreError::Corrupt(format!("stored JSON: {e}")))
+}

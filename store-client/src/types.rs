@@ -1,0 +1,99 @@
+//! What is stored and what history returns.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wire::TurnStatus;
+
+use crate::cursor::Cursor;
+
+/// A turn once it ended, as the gateway assembled it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalTurn {
+    pub turn_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    /// `completed`, `cancelled` or `failed`.
+    pub status: TurnStatus,
+    pub text: String,
+    /// The text was cut to the configured limit (at a character boundary).
+    pub truncated: bool,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    pub completed_at_ms: i64,
+    pub meta: Value,
+    /// Reasoning, tool calls, agent outputs: stored apart, never loaded with history.
+    pub traces: Vec<Trace>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub kind: String,
+    pub data: Value,
+}
+
+/// A turn as history shows it (no traces).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    pub turn_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub status: TurnStatus,
+    pub text: String,
+    pub truncated: bool,
+    pub created_at_ms: i64,
+    pub completed_at_ms: i64,
+    pub meta: Value,
+}
+
+/// One page of history, newest first; `next` continues with older turns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub turns: Vec<TurnRecord>,
+    pub next: Option<Cursor>,
+}
+
+/// What `put` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Inserted,
+    /// The same turn was stored before: nothing changed.
+    AlreadyStored,
+}
+
+impl FinalTurn {
+    /// Cuts `text` to at most `max_bytes` at a character boundary, flagging it; a turn over the
+    /// limit is stored truncated, never dropped.
+    pub fn limit_text(&mut self, max_bytes: usize) {
+        if self.text.len() <= max_bytes {
+            return;
+        }
+        let mut cut = max_bytes;
+        while !self.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.truncate(cut);
+        self.truncated = true;
+    }
+
+    /// A digest of everything stored, to tell a repeat from a conflicting write: FNV-1a over
+    /// the canonical JSON form (stable across processes and Rust versions), plus its length.
+    pub(crate) fn content_hash(&self) -> String {
+        let canonical = serde_json::to_string(self).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in canonical.as_bytes() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}-{}", canonical.len())
+    }
+}
+
+pub(crate) fn parse_status(s: &str) -> Result<TurnStatus, crate::StoreError> {
+    Ok(match s {
+        "completed" => TurnStatus::Completed,
+        "cancelled" => TurnStatus::Cancelled,
+        "failed" => TurnStatus::Failed,
+        "streaming" => TurnStatus::Streaming,
+        other => return Err(crate::StoreError::Corrupt(format!("unknown status {other:?}"))),
+    })
+}

@@ -23,7 +23,7 @@ async fn run(name: &str, store: Arc<dyn TurnStore>, turns: usize, writers: usize
             for i in (w..turns).step_by(writers) {
                 let mut t =
                     contract::turn(&format!("b-{i:06}"), "bench", "u", 1_000_000 + i as i64);
-                t.text = "token ".repeat(100); // a 600-byte answer
+                t.turn.text = "token ".repeat(100); // a 600-byte answer
                 store.put(&t).await.expect("put");
             }
         }));

@@ -4,20 +4,22 @@
 use serde_json::json;
 use wire::TurnStatus;
 
-use crate::{Cursor, FinalTurn, PutOutcome, StoreError, Trace, TurnStore};
+use crate::{Cursor, FinalTurn, PutOutcome, StoreError, Trace, TurnRecord, TurnStore};
 
 /// A completed turn for tests.
 pub fn turn(id: &str, conversation: &str, user: &str, created_at_ms: i64) -> FinalTurn {
     FinalTurn {
-        turn_id: id.into(),
-        conversation_id: conversation.into(),
-        user_id: user.into(),
-        status: TurnStatus::Completed,
-        text: format!("text of {id} · é"),
-        truncated: false,
-        created_at_ms,
-        completed_at_ms: created_at_ms + 10,
-        meta: json!({"model": "m1"}),
+        turn: TurnRecord {
+            turn_id: id.into(),
+            conversation_id: conversation.into(),
+            user_id: user.into(),
+            status: TurnStatus::Completed,
+            text: format!("text of {id} · é"),
+            truncated: false,
+            created_at_ms,
+            completed_at_ms: created_at_ms + 10,
+            meta: json!({"model": "m1"}),
+        },
         traces: vec![
             Trace { kind: "reasoning".into(), data: json!({"n": 1}) },
             Trace { kind: "tool_call".into(), data: json!(["x"]) },
@@ -40,11 +42,11 @@ pub async fn idempotent_put(s: &dyn TurnStore) {
     assert_eq!(s.put(&t).await.unwrap(), PutOutcome::Inserted);
     assert_eq!(s.put(&t).await.unwrap(), PutOutcome::AlreadyStored, "a repeat is a no-op");
     let mut other = t.clone();
-    other.text = "something else".into();
+    other.turn.text = "something else".into();
     assert!(matches!(s.put(&other).await, Err(StoreError::Conflict(_))), "never overwritten");
     let page = s.page("ip", None, 10, None).await.unwrap();
     assert_eq!(page.turns.len(), 1, "one row");
-    assert_eq!(page.turns[0].text, t.text, "the first content stays");
+    assert_eq!(page.turns[0].text, t.turn.text, "the first content stays");
     assert_eq!(s.traces("ip-1").await.unwrap().unwrap().1.len(), 2, "traces stored once");
 }
 
@@ -104,18 +106,18 @@ pub async fn traces_are_kept_apart(s: &dyn TurnStore) {
 
 pub async fn large_text_round_trips(s: &dyn TurnStore) {
     let mut big = turn("big-1", "big", "u", 7);
-    big.text = "é".repeat(2 * 1024 * 1024 + 1); // 4 MiB + 2 bytes of two-byte characters
+    big.turn.text = "é".repeat(2 * 1024 * 1024 + 1); // 4 MiB + 2 bytes of two-byte characters
     let mut limited = big.clone();
     limited.limit_text(4 * 1024 * 1024 + 1);
-    assert!(limited.truncated);
-    assert_eq!(limited.text.len(), 4 * 1024 * 1024, "cut at a character boundary");
-    big.text.truncate(4 * 1024 * 1024);
+    assert!(limited.turn.truncated);
+    assert_eq!(limited.turn.text.len(), 4 * 1024 * 1024, "cut at a character boundary");
+    big.turn.text.truncate(4 * 1024 * 1024);
     s.put(&big).await.unwrap();
     let got = &s.page("big", None, 1, None).await.unwrap().turns[0];
     assert_eq!(got.text.len(), 4 * 1024 * 1024);
-    assert!(got.text == big.text, "4 MiB intact");
+    assert!(got.text == big.turn.text, "4 MiB intact");
     assert!(!got.truncated);
-    limited.turn_id = "big-2".into();
+    limited.turn.turn_id = "big-2".into();
     s.put(&limited).await.unwrap();
     let got = s.page("big", None, 1, None).await.unwrap();
     assert!(got.turns[0].truncated, "the flag is stored");

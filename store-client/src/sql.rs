@@ -33,6 +33,7 @@ macro_rules! impl_turn_store {
             ) -> Result<$crate::PutOutcome, $crate::StoreError> {
                 use sqlx::Row;
                 let hash = turn.content_hash();
+                let (traces, turn) = (&turn.traces, &turn.turn);
                 let mut tx = self.pool.begin().await?;
                 let inserted = sqlx::query($crate::sql::INSERT_TURN)
                     .bind(&turn.turn_id)
@@ -61,7 +62,7 @@ macro_rules! impl_turn_store {
                         Err($crate::StoreError::Conflict(turn.turn_id.clone()))
                     };
                 }
-                for (i, t) in turn.traces.iter().enumerate() {
+                for (i, t) in traces.iter().enumerate() {
                     sqlx::query($crate::sql::INSERT_TRACE)
                         .bind(&turn.turn_id)
                         .bind(i as i32)

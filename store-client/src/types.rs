@@ -6,21 +6,10 @@ use wire::TurnStatus;
 
 use crate::cursor::Cursor;
 
-/// A turn once it ended, as the gateway assembled it.
+/// A turn once it ended, as the gateway assembled it: the record history shows, and its traces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalTurn {
-    pub turn_id: String,
-    pub conversation_id: String,
-    pub user_id: String,
-    /// `completed`, `cancelled` or `failed`.
-    pub status: TurnStatus,
-    pub text: String,
-    /// The text was cut to the configured limit (at a character boundary).
-    pub truncated: bool,
-    /// Unix milliseconds.
-    pub created_at_ms: i64,
-    pub completed_at_ms: i64,
-    pub meta: Value,
+    pub turn: TurnRecord,
     /// Reasoning, tool calls, agent outputs: stored apart, never loaded with history.
     pub traces: Vec<Trace>,
 }
@@ -37,9 +26,12 @@ pub struct TurnRecord {
     pub turn_id: String,
     pub conversation_id: String,
     pub user_id: String,
+    /// `completed`, `cancelled` or `failed`.
     pub status: TurnStatus,
     pub text: String,
+    /// The text was cut to the configured limit (at a character boundary).
     pub truncated: bool,
+    /// Unix milliseconds.
     pub created_at_ms: i64,
     pub completed_at_ms: i64,
     pub meta: Value,
@@ -64,15 +56,16 @@ impl FinalTurn {
     /// Cuts `text` to at most `max_bytes` at a character boundary, flagging it; a turn over the
     /// limit is stored truncated, never dropped.
     pub fn limit_text(&mut self, max_bytes: usize) {
-        if self.text.len() <= max_bytes {
+        let t = &mut self.turn;
+        if t.text.len() <= max_bytes {
             return;
         }
         let mut cut = max_bytes;
-        while !self.text.is_char_boundary(cut) {
+        while !t.text.is_char_boundary(cut) {
             cut -= 1;
         }
-        self.text.truncate(cut);
-        self.truncated = true;
+        t.text.truncate(cut);
+        t.truncated = true;
     }
 
     /// A digest of everything stored, to tell a repeat from a conflicting write: FNV-1a over

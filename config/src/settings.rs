@@ -49,6 +49,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
     ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),
     (
+        "write_stall_ms",
+        "30000",
+        "a connection whose writes stay blocked this long is dropped (a peer that stopped reading)",
+    ),
+    (
         "ws_read_buffer_bytes",
         "256",
         "per-WebSocket read chunk; client frames are small, and a larger one still fits (the buffer grows)",
@@ -121,6 +126,7 @@ pub struct Config {
     pub turn_retention_ms: u64,
     pub drain_timeout_ms: u64,
     pub reconnect_after_ms: u64,
+    pub write_stall_ms: u64,
     pub ws_read_buffer_bytes: u64,
     pub ws_write_buffer_bytes: u64,
     pub log_format: LogFormat,
@@ -162,6 +168,7 @@ impl Default for Config {
             turn_retention_ms: 3_600_000,
             drain_timeout_ms: 10_000,
             reconnect_after_ms: 1_000,
+            write_stall_ms: 30_000,
             ws_read_buffer_bytes: 256,
             ws_write_buffer_bytes: 8_192,
             log_format: LogFormat::Text,
@@ -347,6 +354,7 @@ impl Config {
             "turn_retention_ms" => self.turn_retention_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
             "drain_timeout_ms" => self.drain_timeout_ms = parse::int(v, 0, 600_000)?,
             "reconnect_after_ms" => self.reconnect_after_ms = parse::int(v, 0, 600_000)?,
+            "write_stall_ms" => self.write_stall_ms = parse::int(v, 100, 3_600_000)?,
             "ws_read_buffer_bytes" => self.ws_read_buffer_bytes = parse::int(v, 64, 1 << 20)?,
             "ws_write_buffer_bytes" => self.ws_write_buffer_bytes = parse::int(v, 0, 1 << 20)?,
             "log_format" => {

@@ -16,6 +16,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
+use crate::transport::stall::GuardedListener;
 
 /// How often expired logs, turns and dedup keys are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -31,9 +32,7 @@ pub async fn serve(
     let stop_accepting = CancellationToken::new();
     let server = {
         let stop = stop_accepting.clone();
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = GuardedListener::new(listener, state.limits.write_stall);
         tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
         })
@@ -68,8 +67,6 @@ pub async fn serve(
     tracing::info!("drained");
     Ok(())
 }
-
-use axum::serve::ListenerExt;
 
 /// Owned background tasks, stopped on shutdown.
 struct Background {

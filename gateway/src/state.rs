@@ -40,6 +40,8 @@ pub struct Limits {
     pub ws_read_buffer_bytes: usize,
     pub ws_write_buffer_bytes: usize,
     pub drain_timeout: Duration,
+    /// A write pending this long drops the connection (a peer that stopped reading).
+    pub write_stall: Duration,
 }
 
 pub struct Shared {
@@ -83,6 +85,7 @@ impl AppState {
                 ws_read_buffer_bytes: cfg.ws_read_buffer_bytes as usize,
                 ws_write_buffer_bytes: cfg.ws_write_buffer_bytes as usize,
                 drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
+                write_stall: Duration::from_millis(cfg.write_stall_ms),
             },
             hub: Hub::new(
                 retention,

@@ -275,3 +275,27 @@ async fn origins_are_checked_against_the_allow_list() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
 }
+
+#[tokio::test]
+async fn an_sse_client_that_stops_reading_is_dropped_after_the_write_stall_limit() {
+    let gw =
+        TestGateway::start(&[("GATEWAY_OUTBOUND_QUEUE", "16"), ("GATEWAY_WRITE_STALL_MS", "1000")]);
+    let mut sse = gw.sse("u", "", None).await;
+    sse.hello().await;
+    assert_eq!(gw.metric("gateway_endpoints{transport=\"sse\"}").await, 1.0);
+    // The client now reads nothing while the producer sends far more than the socket buffers.
+    let big = "x".repeat(256 * 1024);
+    for i in 0..100 {
+        let body = json!({"user_id": "u", "category": "c", "title": format!("n{i}"), "body": big});
+        let (s, _) = gw.post_json("/v1/notifications", &producer_token(), &body).await;
+        assert_eq!(s, 202, "publishing never blocks on the stalled client");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while gw.metric("gateway_endpoints{transport=\"sse\"}").await > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the stalled SSE endpoint was never dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, p) = gw.get_json("/v1/users/u/presence", &token("u", None)).await;
+    assert_eq!(p["endpoints"], json!([]), "and it left presence");
+    drop(sse);
+}

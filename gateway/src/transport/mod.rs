@@ -7,4 +7,5 @@ pub mod client;
 pub mod params;
 pub mod session;
 pub mod sse;
+pub mod stall;
 pub mod ws;

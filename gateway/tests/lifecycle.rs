@@ -186,3 +186,21 @@ async fn sigterm_drains_with_reconnect_and_1012_then_exits_0() {
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let gw = TestGateway::start(&[]);
+    let mut ws = gw.ws("u", "").await;
+    ws.hello().await;
+    let frame = CloseFrame { code: 1000.into(), reason: "bye".into() };
+    ws.ws.send(Message::Close(Some(frame))).await.unwrap();
+    let reply =
+        tokio::time::timeout(Duration::from_secs(5), ws.ws.next()).await.expect("an answer");
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(_)))),
+        "the server answers the close: {reply:?}"
+    );
+}

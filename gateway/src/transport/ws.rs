@@ -100,7 +100,9 @@ enum End {
     Close(u16, &'static str),
     /// Send `reconnect`, then close 1012.
     Drain,
-    /// The peer closed or vanished: nothing more to send.
+    /// The peer sent a close: answer it (tungstenite queued the reply; it needs a flush).
+    PeerClosed,
+    /// The peer vanished: nothing more to send.
     Gone,
 }
 
@@ -129,6 +131,9 @@ async fn say_goodbye(socket: &mut WebSocket, session: &Session, end: End) {
             let frame = ControlFrame::Reconnect { after_ms };
             let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
             goodbye(socket, close::DRAINING, "server draining").await;
+        }
+        End::PeerClosed => {
+            let _ = timeout(CLOSE_TIMEOUT, socket.flush()).await;
         }
         End::Gone => {}
     }
@@ -281,7 +286,8 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
             msg = socket.recv() => {
                 last_seen = Instant::now();
                 let msg = match msg {
-                    None | Some(Ok(Message::Close(_))) => return End::Gone,
+                    None => return End::Gone,
+                    Some(Ok(Message::Close(_))) => return End::PeerClosed,
                     Some(Err(e)) => {
                         return if too_large(e) { End::Close(close::TOO_LARGE, "frame too large") } else { End::Gone };
                     }

@@ -237,6 +237,10 @@ async fn producer_errors_name_the_line_and_keep_earlier_lines() {
     assert_eq!(body["error"]["code"], "not_found");
     let r = gw.http.get(gw.url("/v1/ws")).send().await.unwrap();
     assert_eq!(r.status(), 426);
+    let r = gw.http.get(gw.url("/v1/conversations/c/turns")).send().await.unwrap();
+    assert_eq!(r.status(), 501, "documented, not built yet: said plainly");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_implemented");
 
     // Nothing after the bad line reached the client either.
     let events = ws.until_end("t1").await;

@@ -31,15 +31,6 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
-impl Audience {
-    pub fn contains(&self, aud: &str) -> bool {
-        match self {
-            Audience::One(a) => a == aud,
-            Audience::Many(all) => all.iter().any(|a| a == aud),
-        }
-    }
-}
-
 impl Claims {
     /// Claims for `sub` expiring `ttl_secs` from `now_secs`, with no scope.
     pub fn new(sub: impl Into<String>, now_secs: u64, ttl_secs: u64) -> Self {
@@ -57,10 +48,5 @@ impl Claims {
     pub fn with_scope(mut self, scope: &str) -> Self {
         self.scope = Some(scope.to_owned());
         self
-    }
-
-    /// Whether the space-separated `scope` claim holds `wanted`.
-    pub fn has_scope(&self, wanted: &str) -> bool {
-        self.scope.as_deref().is_some_and(|s| s.split_ascii_whitespace().any(|s| s == wanted))
     }
 }

@@ -113,10 +113,6 @@ impl Reservation {
         self.slot = None;
         self.user.clone()
     }
-
-    pub fn user(&self) -> &str {
-        &self.user
-    }
 }
 
 impl Drop for Reservation {

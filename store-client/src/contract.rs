@@ -34,7 +34,20 @@ pub async fn run_all(store: &dyn TurnStore) {
     traces_are_kept_apart(store).await;
     large_text_round_trips(store).await;
     delete_and_purge(store).await;
+    concurrent_writers_all_succeed(store).await;
     store.ping().await.unwrap();
+}
+
+/// Outbox workers (several per node, several nodes) write at once: none is refused for it.
+pub async fn concurrent_writers_all_succeed(s: &dyn TurnStore) {
+    let puts = (0..32).map(|i| {
+        let t = turn(&format!("cw-{i}"), "cw", "u", 50_000 + i);
+        async move { s.put(&t).await }
+    });
+    for r in futures_util::future::join_all(puts).await {
+        assert_eq!(r.unwrap(), PutOutcome::Inserted);
+    }
+    assert_eq!(s.page("cw", None, 100, None).await.unwrap().turns.len(), 32);
 }
 
 pub async fn idempotent_put(s: &dyn TurnStore) {
@@ -127,9 +140,14 @@ pub async fn delete_and_purge(s: &dyn TurnStore) {
     s.put(&turn("del-1", "del", "u", 100)).await.unwrap();
     s.put(&turn("del-2", "del", "u", 200)).await.unwrap();
     s.put(&turn("keep-1", "keep", "u", 300)).await.unwrap();
-    assert_eq!(s.delete_conversation("del").await.unwrap(), 2);
+    assert_eq!(s.delete_conversation("del", 250).await.unwrap(), 2);
     assert!(s.page("del", None, 10, None).await.unwrap().turns.is_empty());
     assert!(s.traces("del-1").await.unwrap().is_none());
+    // A turn that began before the deletion and arrives late (from an outbox) stays deleted; one
+    // that began after it is a new life of the conversation.
+    assert_eq!(s.put(&turn("del-late", "del", "u", 240)).await.unwrap(), PutOutcome::Discarded);
+    assert_eq!(s.put(&turn("del-new", "del", "u", 260)).await.unwrap(), PutOutcome::Inserted);
+    assert_eq!(s.page("del", None, 10, None).await.unwrap().turns.len(), 1);
     // Retention: everything completed before the cutoff goes, with its traces.
     let purged = s.purge_before(250).await.unwrap();
     assert!(purged >= 1);

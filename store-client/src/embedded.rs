@@ -37,4 +37,4 @@ impl EmbeddedStore {
     }
 }
 
-impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow);
+impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");

@@ -6,7 +6,9 @@
 //! - [`EmbeddedStore`]: SQLite in a file (the default: no server), WAL and full sync;
 //! - [`PostgresStore`]: pooled, migrated on start-up by versioned migrations, plain SQL that
 //!   Postgres-wire databases (CockroachDB, YugabyteDB, Citus) also run;
-//! - [`contract`]: the behaviour both must show, run against each in tests.
+//! - [`contract`]: the behaviour both must show, run against each in tests;
+//! - [`Outbox`], [`EmbeddedOutbox`] and [`Persister`]: the durable path from a turn's end to the
+//!   store, retried with backoff while the store is down.
 //!
 //! History pages are keyset-paged (newest first, by `(created_at, turn_id)`, index-backed, no
 //! OFFSET), so a cursor is stable while turns are inserted. Traces live apart and are never
@@ -16,6 +18,8 @@ pub mod contract;
 mod cursor;
 mod embedded;
 mod error;
+pub mod outbox;
+mod persister;
 mod postgres;
 mod sql;
 mod types;
@@ -23,6 +27,8 @@ mod types;
 pub use cursor::Cursor;
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
+pub use outbox::{EmbeddedOutbox, Outbox, OutboxStats, Pending};
+pub use persister::{PersistCounters, Persister, RetryPolicy};
 pub use postgres::PostgresStore;
 pub use types::{FinalTurn, Page, PutOutcome, Trace, TurnRecord};
 
@@ -49,8 +55,13 @@ pub trait TurnStore: Send + Sync + 'static {
     /// `None` when no such turn is stored.
     async fn traces(&self, turn_id: &str) -> Result<Option<(String, Vec<Trace>)>, StoreError>;
 
-    /// Removes a conversation's turns and their traces; returns how many turns went.
-    async fn delete_conversation(&self, conversation_id: &str) -> Result<u64, StoreError>;
+    /// Removes a conversation's turns and their traces; returns how many turns went. A turn of
+    /// it created at or before `at_ms` that arrives later (from an outbox) is discarded.
+    async fn delete_conversation(
+        &self,
+        conversation_id: &str,
+        at_ms: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Removes turns completed before `cutoff_ms` (Unix ms) with their traces (retention).
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError>;

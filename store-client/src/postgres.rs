@@ -53,4 +53,4 @@ impl PostgresStore {
     }
 }
 
-impl_turn_store!(PostgresStore, sqlx::postgres::PgRow);
+impl_turn_store!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");

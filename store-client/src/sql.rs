@@ -18,13 +18,20 @@ pub const TRACES: &str = "SELECT kind, data FROM turn_traces WHERE turn_id = $1 
 pub const USER_OF_TURN: &str = "SELECT user_id FROM turns WHERE turn_id = $1";
 pub const DELETE_CONVERSATION_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE conversation_id = $1)";
 pub const DELETE_CONVERSATION: &str = "DELETE FROM turns WHERE conversation_id = $1";
+pub const TOMBSTONE: &str = "INSERT INTO deleted_conversations (conversation_id, deleted_at_ms) VALUES ($1, $2) \
+     ON CONFLICT (conversation_id) DO UPDATE SET deleted_at_ms = excluded.deleted_at_ms";
+pub const DELETED_AT: &str =
+    "SELECT deleted_at_ms FROM deleted_conversations WHERE conversation_id = $1";
+pub const PURGE_TOMBSTONES: &str = "DELETE FROM deleted_conversations WHERE deleted_at_ms < $1";
 pub const PURGE_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE completed_at_ms < $1)";
 pub const PURGE: &str = "DELETE FROM turns WHERE completed_at_ms < $1";
 pub const OWNER: &str = "SELECT user_id FROM turns WHERE conversation_id = $1 ORDER BY created_at_ms DESC, turn_id DESC LIMIT 1";
 
-/// Implements [`crate::TurnStore`] for a struct with a `pool: sqlx::Pool<$db>` field.
+/// Implements [`crate::TurnStore`] for a struct with a `pool: sqlx::Pool<$db>` field; `$begin`
+/// starts a write transaction (SQLite needs `BEGIN IMMEDIATE`: two deferred transactions that
+/// both read and then write would fail with SQLITE_BUSY instead of waiting for each other).
 macro_rules! impl_turn_store {
-    ($store:ty, $row:ty) => {
+    ($store:ty, $row:ty, $begin:literal) => {
         #[async_trait::async_trait]
         impl $crate::TurnStore for $store {
             async fn put(
@@ -34,7 +41,19 @@ macro_rules! impl_turn_store {
                 use sqlx::Row;
                 let hash = turn.content_hash();
                 let (traces, turn) = (&turn.traces, &turn.turn);
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                // A turn of a conversation deleted after the turn began is not brought back.
+                let deleted: Option<$row> = sqlx::query($crate::sql::DELETED_AT)
+                    .bind(&turn.conversation_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = deleted {
+                    let at: i64 = row.try_get(0)?;
+                    if turn.created_at_ms <= at {
+                        tx.rollback().await?;
+                        return Ok($crate::PutOutcome::Discarded);
+                    }
+                }
                 let inserted = sqlx::query($crate::sql::INSERT_TURN)
                     .bind(&turn.turn_id)
                     .bind(&turn.conversation_id)
@@ -151,8 +170,14 @@ macro_rules! impl_turn_store {
             async fn delete_conversation(
                 &self,
                 conversation_id: &str,
+                at_ms: i64,
             ) -> Result<u64, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query($crate::sql::TOMBSTONE)
+                    .bind(conversation_id)
+                    .bind(at_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query($crate::sql::DELETE_CONVERSATION_TRACES)
                     .bind(conversation_id)
                     .execute(&mut *tx)
@@ -167,8 +192,12 @@ macro_rules! impl_turn_store {
             }
 
             async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, $crate::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query($crate::sql::PURGE_TRACES).bind(cutoff_ms).execute(&mut *tx).await?;
+                sqlx::query($crate::sql::PURGE_TOMBSTONES)
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 let n = sqlx::query($crate::sql::PURGE)
                     .bind(cutoff_ms)
                     .execute(&mut *tx)

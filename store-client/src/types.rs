@@ -50,6 +50,8 @@ pub enum PutOutcome {
     Inserted,
     /// The same turn was stored before: nothing changed.
     AlreadyStored,
+    /// Its conversation was deleted after the turn began: not stored, on purpose.
+    Discarded,
 }
 
 impl FinalTurn {

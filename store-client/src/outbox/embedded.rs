@@ -1,0 +1,133 @@
+//! The embedded outbox: a SQLite file (`<data_dir>/outbox.db`, WAL, full sync). A turn is in it,
+//! durably, before its `turn.end` is published, so neither a store outage nor a restart loses it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{Outbox, OutboxStats, Pending, now_ms};
+use crate::{FinalTurn, StoreError};
+
+pub struct EmbeddedOutbox {
+    pool: SqlitePool,
+}
+
+const ENQUEUE: &str = "INSERT INTO outbox (turn_id, conversation_id, payload, enqueued_ms, due_ms) \
+     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (turn_id) DO NOTHING";
+const CLAIM: &str = "UPDATE outbox SET due_ms = $1 WHERE turn_id IN (SELECT turn_id FROM outbox \
+     WHERE set_aside = FALSE AND due_ms <= $2 ORDER BY due_ms LIMIT $3) \
+     RETURNING turn_id, payload, attempts, enqueued_ms";
+const COMPLETE: &str = "DELETE FROM outbox WHERE turn_id = $1";
+const RESCHEDULE: &str =
+    "UPDATE outbox SET due_ms = $1, attempts = $2, last_error = $3 WHERE turn_id = $4";
+const SET_ASIDE: &str = "UPDATE outbox SET set_aside = TRUE, last_error = $1 WHERE turn_id = $2";
+const STATS: &str = "SELECT COUNT(*), MIN(enqueued_ms) FROM outbox WHERE set_aside = FALSE";
+const ASIDE: &str = "SELECT COUNT(*) FROM outbox WHERE set_aside = TRUE";
+
+impl EmbeddedOutbox {
+    /// Opens (creating if needed) the outbox in `dir`, and migrates it.
+    pub async fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("outbox.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        sqlx::migrate!("./outbox-migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("outbox migration: {e}")))?;
+        Ok(EmbeddedOutbox { pool })
+    }
+
+    /// Records a finalised turn, durably, unless its `turn_id` is waiting already (a repeated
+    /// end is not a second entry). Returns whether it was added.
+    pub async fn enqueue(&self, turn: &FinalTurn) -> Result<bool, StoreError> {
+        let payload =
+            serde_json::to_string(turn).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let added = sqlx::query(ENQUEUE)
+            .bind(&turn.turn.turn_id)
+            .bind(&turn.turn.conversation_id)
+            .bind(payload)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(added == 1)
+    }
+}
+
+#[async_trait]
+impl Outbox for EmbeddedOutbox {
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Pending>, StoreError> {
+        let now = now_ms();
+        let rows = sqlx::query(CLAIM)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(max as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let turn_id: String = row.try_get(0)?;
+            let payload: String = row.try_get(1)?;
+            match serde_json::from_str::<FinalTurn>(&payload) {
+                Ok(turn) => out.push(Pending {
+                    turn,
+                    attempts: row.try_get::<i64, _>(2)? as u32,
+                    enqueued_ms: row.try_get(3)?,
+                }),
+                // Unreadable: never retried, kept for an operator.
+                Err(e) => self.set_aside(&turn_id, &format!("unreadable entry: {e}")).await?,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn complete(&self, turn_id: &str) -> Result<(), StoreError> {
+        sqlx::query(COMPLETE).bind(turn_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn reschedule(
+        &self,
+        turn_id: &str,
+        attempts: u32,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(RESCHEDULE)
+            .bind(now_ms() + delay.as_millis() as i64)
+            .bind(attempts as i64)
+            .bind(error)
+            .bind(turn_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_aside(&self, turn_id: &str, error: &str) -> Result<(), StoreError> {
+        sqlx::query(SET_ASIDE).bind(error).bind(turn_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, StoreError> {
+        let row = sqlx::query(STATS).fetch_one(&self.pool).await?;
+        let aside = sqlx::query(ASIDE).fetch_one(&self.pool).await?;
+        Ok(OutboxStats {
+            depth: row.try_get::<i64, _>(0)? as u64,
+            oldest_enqueued_ms: row.try_get(1)?,
+            set_aside: aside.try_get::<i64, _>(0)? as u64,
+        })
+    }
+}

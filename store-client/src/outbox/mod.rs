@@ -1,0 +1,72 @@
+//! The durable outbox between a turn's end and the store.
+//!
+//! A turn that ends is first written to an outbox that survives a crash, then stored by the
+//! [`Persister`](crate::Persister), which retries with backoff while the store is down. Writes to
+//! the store are idempotent on `turn_id`, so an entry tried twice (a crash after the store said
+//! yes, two nodes claiming at once) is still one row.
+//!
+//! [`Outbox`] is the draining side, which every backend offers; how an entry gets in is the
+//! backend's own business ([`EmbeddedOutbox::enqueue`] takes the whole turn; the gateway's Redis
+//! outbox records a pointer to turn state already in Redis).
+
+mod embedded;
+
+pub use embedded::EmbeddedOutbox;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::{FinalTurn, StoreError};
+
+/// One finalised turn waiting to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub turn: FinalTurn,
+    /// Failed attempts so far (the backoff grows with it).
+    pub attempts: u32,
+    /// When it entered the outbox (Unix ms).
+    pub enqueued_ms: i64,
+}
+
+/// How much is waiting, for metrics and `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxStats {
+    /// Entries waiting to be stored.
+    pub depth: u64,
+    /// When the oldest waiting entry was enqueued (Unix ms).
+    pub oldest_enqueued_ms: Option<i64>,
+    /// Entries the store refused for good (kept for an operator, never retried).
+    pub set_aside: u64,
+}
+
+/// The draining side of an outbox.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Takes up to `max` entries that are due, oldest due first, leasing each for `lease`: until
+    /// then no other claim returns it (another worker, another node).
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Pending>, StoreError>;
+
+    /// The entry is stored: remove it.
+    async fn complete(&self, turn_id: &str) -> Result<(), StoreError>;
+
+    /// The attempt failed: try again after `delay`, with `attempts` failures so far.
+    async fn reschedule(
+        &self,
+        turn_id: &str,
+        attempts: u32,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The store refused the entry for good: keep it aside, never retried, counted.
+    async fn set_aside(&self, turn_id: &str, error: &str) -> Result<(), StoreError>;
+
+    /// Depth, age of the oldest entry, entries set aside.
+    async fn stats(&self) -> Result<OutboxStats, StoreError>;
+}
+
+/// Wall-clock Unix milliseconds: outbox times outlive the process, so no `Instant`.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -33,7 +33,33 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     ("redis_url", "unset: embedded", "Redis for presence, log and cross-node fan-out"),
     ("store_url", "unset: embedded", "postgres://… for the turn store"),
-    ("data_dir", "./data", "where the embedded store lives"),
+    (
+        "store_schema",
+        "none",
+        "PostgreSQL schema of the turn store (created if missing), to share one database",
+    ),
+    ("data_dir", "./data", "where the embedded store and the embedded outbox live"),
+    (
+        "store_max_text_bytes",
+        "8388608",
+        "longest turn text kept and stored; a longer turn is stored cut to it and flagged `truncated`",
+    ),
+    (
+        "store_retention_ms",
+        "0",
+        "stored turns completed longer ago than this are purged in the background (0: kept)",
+    ),
+    ("max_history_page", "100", "largest `limit` of a history page"),
+    (
+        "outbox_retry_base_ms",
+        "500",
+        "first retry delay of a turn the store did not take; doubles per failure",
+    ),
+    (
+        "outbox_retry_max_ms",
+        "60000",
+        "longest delay between retries of a turn the store did not take",
+    ),
     ("presence_ttl_ms", "30000", "how long a dead node's endpoints stay listed"),
     ("heartbeat_ms", "15000", "WebSocket ping / SSE heartbeat interval"),
     ("log_retention", "10000", "events kept per user log for resume"),
@@ -111,7 +137,13 @@ pub struct Config {
     pub allowed_origins: OriginPolicy,
     pub redis_url: Option<String>,
     pub store_url: Option<String>,
+    pub store_schema: Option<String>,
     pub data_dir: PathBuf,
+    pub store_max_text_bytes: u64,
+    pub store_retention_ms: u64,
+    pub max_history_page: u64,
+    pub outbox_retry_base_ms: u64,
+    pub outbox_retry_max_ms: u64,
     pub presence_ttl_ms: u64,
     pub heartbeat_ms: u64,
     pub log_retention: u64,
@@ -153,7 +185,13 @@ impl Default for Config {
             allowed_origins: OriginPolicy::NoneAllowed,
             redis_url: None,
             store_url: None,
+            store_schema: None,
             data_dir: PathBuf::from("./data"),
+            store_max_text_bytes: 8 << 20,
+            store_retention_ms: 0,
+            max_history_page: 100,
+            outbox_retry_base_ms: 500,
+            outbox_retry_max_ms: 60_000,
             presence_ttl_ms: 30_000,
             heartbeat_ms: 15_000,
             log_retention: 10_000,
@@ -279,6 +317,21 @@ impl Config {
                 message: "set without GATEWAY_AUTH_PUBLIC_KEY_FILE".into(),
             });
         }
+        if self.store_schema.is_some() && self.store_url.is_none() {
+            errors.push(ConfigError {
+                setting: "GATEWAY_STORE_SCHEMA".into(),
+                message: "set without GATEWAY_STORE_URL (the embedded store has no schemas)".into(),
+            });
+        }
+        if self.outbox_retry_max_ms < self.outbox_retry_base_ms {
+            errors.push(ConfigError {
+                setting: "GATEWAY_OUTBOX_RETRY_MAX_MS".into(),
+                message: format!(
+                    "{} is below GATEWAY_OUTBOX_RETRY_BASE_MS ({})",
+                    self.outbox_retry_max_ms, self.outbox_retry_base_ms
+                ),
+            });
+        }
         if self.presence_ttl_ms <= self.heartbeat_ms {
             errors.push(ConfigError {
                 setting: "GATEWAY_PRESENCE_TTL_MS".into(),
@@ -339,7 +392,23 @@ impl Config {
             "store_url" => {
                 self.store_url = Some(parse::url_with_schemes(v, &["postgres", "postgresql"])?)
             }
+            "store_schema" => {
+                let schema = parse::non_empty(v)?;
+                if !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(format!("{schema:?}: letters, digits and _ only"));
+                }
+                self.store_schema = Some(schema);
+            }
             "data_dir" => self.data_dir = PathBuf::from(parse::non_empty(v)?),
+            "store_max_text_bytes" => {
+                self.store_max_text_bytes = parse::int(v, 4 << 20, 1 << 30)?;
+            }
+            "store_retention_ms" => {
+                self.store_retention_ms = parse::int(v, 0, 100 * 365 * 86_400_000)?
+            }
+            "max_history_page" => self.max_history_page = parse::int(v, 1, 1000)?,
+            "outbox_retry_base_ms" => self.outbox_retry_base_ms = parse::int(v, 1, 3_600_000)?,
+            "outbox_retry_max_ms" => self.outbox_retry_max_ms = parse::int(v, 1, 86_400_000)?,
             "presence_ttl_ms" => self.presence_ttl_ms = parse::int(v, 1_000, 86_400_000)?,
             "heartbeat_ms" => self.heartbeat_ms = parse::int(v, 10, 3_600_000)?,
             "log_retention" => self.log_retention = parse::int(v, 0, 10_000_000)?,

@@ -55,6 +55,12 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<crate::backplane::Unavailable> for ApiError {
+    fn from(e: crate::backplane::Unavailable) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code, e.message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body =

@@ -16,6 +16,13 @@ pub fn now_rfc3339() -> String {
     now.format(&Rfc3339).unwrap_or_default()
 }
 
+/// A Unix-milliseconds time in RFC 3339 (UTC, milliseconds).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
 /// Whether a caller-chosen id (turn, device) is 1–128 characters of `[A-Za-z0-9._:-]`.
 pub fn valid(id: &str) -> bool {
     wire::api::valid_device_id(id)

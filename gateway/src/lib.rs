@@ -2,25 +2,28 @@
 //! ordered event log (assistant turns, notifications) to every device of that user, fed by a
 //! producer HTTP API.
 //!
-//! - [`hub`]: per-user logs and the fan-out to live endpoints (the ordering guarantees);
+//! - [`hub`]: this node's live endpoints by user, and the fan-out to them (in embedded mode
+//!   also the per-user logs, with the ordering guarantees);
+//! - [`backplane`]: user logs, turn state and dedup keys, in process or shared through Redis;
 //! - [`transport`]: the WebSocket and SSE endpoint tasks;
-//! - [`api`]: HTTP routes (producer API, presence, operations);
-//! - [`turns`], [`notifications`]: producer-side state (idempotency, cancel, dedup);
+//! - [`api`]: HTTP routes (producer API, history, presence, operations);
 //! - [`auth`]: token verification; [`metrics`]: the Prometheus registry;
-//! - [`server`]: serving and the drain sequence; [`state`]: what every handler shares.
+//! - [`setup`]: the parts of a mode, from settings; [`server`]: serving, background tasks and
+//!   the drain sequence; [`state`]: what every handler shares.
 //!
-//! Presence lives in the `presence` crate, settings in `config`, wire types in `wire`.
+//! Presence lives in the `presence` crate, the turn store and its outbox in `store-client`,
+//! settings in `config`, wire types in `wire`.
 
 pub mod api;
 pub mod auth;
+pub mod backplane;
 pub mod error;
 pub mod hub;
 pub mod ids;
 pub mod metrics;
-pub mod notifications;
 pub mod server;
+pub mod setup;
 pub mod state;
 pub mod transport;
-pub mod turns;
 
 pub use state::AppState;

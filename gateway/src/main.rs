@@ -2,14 +2,11 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use config::{Config, EXIT_USAGE, LogFormat};
 use gateway::auth::{self, Verifier};
 use gateway::state::AppState;
-use presence::MemoryPresence;
 
 #[derive(Parser)]
 #[command(version, about = "Streaming gateway: WebSocket/SSE fan-out of per-user event logs")]
@@ -40,11 +37,6 @@ fn main() {
             "GATEWAY_REDIS_URL: Redis mode is not available in this build yet; unset it to run embedded",
         );
     }
-    if cfg.store_url.is_some() {
-        usage_error(
-            "GATEWAY_STORE_URL: the PostgreSQL store is not available in this build yet; unset it",
-        );
-    }
     let verifier = Verifier::from_config(&cfg).unwrap_or_else(|e| usage_error(e));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| {
@@ -58,8 +50,8 @@ fn main() {
 }
 
 async fn run(cfg: Config, verifier: Verifier) -> anyhow::Result<()> {
-    let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
-    let state = AppState::new(&cfg, verifier, presence);
+    let parts = gateway::setup::embedded(&cfg).await?;
+    let state = AppState::new(&cfg, verifier, parts);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("GATEWAY_LISTEN: cannot bind {}: {e}", cfg.listen))?;
@@ -72,7 +64,7 @@ async fn run(cfg: Config, verifier: Verifier) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    tracing::info!(%addr, node_id = %cfg.node_id, "serving (embedded mode)");
+    tracing::info!(%addr, node_id = %cfg.node_id, mode = state.backplane.mode(), "serving");
     gateway::server::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

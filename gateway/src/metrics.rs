@@ -3,6 +3,7 @@
 
 use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use store_client::{OutboxStats, PersistCounters};
 use wire::Transport;
 
 /// Handles to every metric the gateway records.
@@ -22,6 +23,13 @@ pub struct Metrics {
     pub turns_started: Counter,
     pub notifications: Counter,
     pub notifications_deduplicated: Counter,
+    outbox_depth: Gauge,
+    outbox_oldest_age: Gauge,
+    outbox_set_aside: Gauge,
+    turns_stored: Counter,
+    turns_already_stored: Counter,
+    turns_discarded: Counter,
+    store_retries: Counter,
 }
 
 const META: Metadata<'static> = Metadata::new("gateway", Level::INFO, None);
@@ -40,6 +48,8 @@ impl Metrics {
                 &META,
             )
         };
+        let plain_gauge =
+            |name: &'static str| recorder.register_gauge(&Key::from_name(name), &META);
         let process = metrics_process::Collector::default();
         metrics::with_local_recorder(&recorder, || process.describe());
         let m = Metrics {
@@ -55,6 +65,16 @@ impl Metrics {
             turns_started: counter("gateway_turns_started_total", &[]),
             notifications: counter("gateway_notifications_total", &[]),
             notifications_deduplicated: counter("gateway_notifications_deduplicated_total", &[]),
+            outbox_depth: plain_gauge("gateway_outbox_depth"),
+            outbox_oldest_age: plain_gauge("gateway_outbox_oldest_age_seconds"),
+            outbox_set_aside: plain_gauge("gateway_outbox_set_aside"),
+            turns_stored: counter("gateway_turns_persisted_total", &[("result", "stored")]),
+            turns_already_stored: counter(
+                "gateway_turns_persisted_total",
+                &[("result", "already_stored")],
+            ),
+            turns_discarded: counter("gateway_turns_persisted_total", &[("result", "discarded")]),
+            store_retries: counter("gateway_store_retries_total", &[]),
             recorder,
             handle,
             process,
@@ -62,7 +82,26 @@ impl Metrics {
         // Zero-valued series are not printed until touched; touch them so dashboards see 0.
         m.endpoints_ws.increment(0.0);
         m.endpoints_sse.increment(0.0);
+        m.outbox(&OutboxStats::default(), 0);
+        m.persistence(&PersistCounters::default());
         m
+    }
+
+    /// The outbox's depth, the age of its oldest entry and what was set aside.
+    pub fn outbox(&self, stats: &OutboxStats, now_ms: i64) {
+        self.outbox_depth.set(stats.depth as f64);
+        let age = stats.oldest_enqueued_ms.map_or(0, |t| (now_ms - t).max(0));
+        self.outbox_oldest_age.set(age as f64 / 1000.0);
+        self.outbox_set_aside.set(stats.set_aside as f64);
+    }
+
+    /// What the persister has done (its counters are the source; these mirror them).
+    pub fn persistence(&self, c: &PersistCounters) {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        self.turns_stored.absolute(get(&c.stored));
+        self.turns_already_stored.absolute(get(&c.already_stored));
+        self.turns_discarded.absolute(get(&c.discarded));
+        self.store_retries.absolute(get(&c.retries));
     }
 
     pub fn endpoint_opened(&self, t: Transport) {

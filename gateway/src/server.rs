@@ -3,7 +3,9 @@
 //! A drain (SIGTERM/SIGINT, or the caller's shutdown future) goes: refuse new work (`/readyz`
 //! 503, new connections and new turns/notifications 503), tell every endpoint to leave
 //! (`reconnect`, close 1012), wait for them and their presence removal, then stop accepting and
-//! let in-flight producer requests finish, all within `GATEWAY_DRAIN_TIMEOUT_MS`.
+//! let in-flight producer requests finish, then store what the outbox holds while time is left
+//! (what is not stored stays in the durable outbox for the next start), all within
+//! `GATEWAY_DRAIN_TIMEOUT_MS`.
 
 use std::future::Future;
 use std::io;
@@ -20,6 +22,8 @@ use crate::transport::stall::GuardedListener;
 
 /// How often expired logs, turns and dedup keys are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often the outbox's depth and age are read into the metrics.
+const OUTBOX_STATS_EVERY: Duration = Duration::from_secs(2);
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
@@ -63,7 +67,10 @@ pub async fn serve(
         Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
         Err(_) => tracing::warn!("drain deadline reached with requests in flight"),
     }
-    background.stop().await;
+    if timeout_at(deadline, background.stop()).await.is_err() {
+        tracing::warn!("drain deadline reached while background tasks were stopping");
+    }
+    state.persister.flush(deadline).await;
     tracing::info!("drained");
     Ok(())
 }
@@ -80,38 +87,56 @@ impl Background {
         let mut tasks = JoinSet::new();
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                tokio::select! {
-                    _ = st.cancelled() => return,
-                    _ = tick.tick() => {
-                        let retired = s.hub.sweep();
-                        s.turns.sweep();
-                        s.notifications.sweep();
-                        tracing::debug!(retired, users = s.hub.users(), "swept");
-                    }
-                }
-            }
+            every(SWEEP_EVERY, &st, || s.backplane.sweep()).await;
         });
+        let (s, st) = (state.clone(), stop.clone());
+        tasks.spawn(async move { s.persister.run(st).await });
+        let (s, st) = (state.clone(), stop.clone());
+        tasks.spawn(async move {
+            every(OUTBOX_STATS_EVERY, &st, || async {
+                s.metrics.persistence(&s.persister.counters);
+                match s.persister.outbox().stats().await {
+                    Ok(stats) => s.metrics.outbox(&stats, store_client::outbox::now_ms()),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the outbox's depth"),
+                }
+            })
+            .await;
+        });
+        if let Some(retention) = state.limits.store_retention {
+            let (s, st) = (state.clone(), stop.clone());
+            tasks.spawn(async move {
+                let period =
+                    (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+                every(period, &st, || async {
+                    let cutoff = store_client::outbox::now_ms() - retention.as_millis() as i64;
+                    match s.store.purge_before(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(turns = n, "purged turns past the retention period")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "retention purge failed; next period"),
+                    }
+                })
+                .await;
+            });
+        }
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move {
             // Refresh well inside the TTL so one late beat does not drop live endpoints.
-            let mut tick = tokio::time::interval(s.presence.ttl() / 3);
-            loop {
-                tokio::select! {
-                    _ = st.cancelled() => return,
-                    _ = tick.tick() => {
-                        let keys: Vec<EndpointKey> = s
-                            .local_endpoints
-                            .iter()
-                            .map(|e| EndpointKey { user_id: e.value().to_string(), conn_id: e.key().clone() })
-                            .collect();
-                        if let Err(e) = s.presence.refresh(&keys).await {
-                            tracing::warn!(error = %e, "presence refresh failed");
-                        }
-                    }
+            every(s.presence.ttl() / 3, &st, || async {
+                let keys: Vec<EndpointKey> = s
+                    .local_endpoints
+                    .iter()
+                    .map(|e| EndpointKey {
+                        user_id: e.value().to_string(),
+                        conn_id: e.key().clone(),
+                    })
+                    .collect();
+                if let Err(e) = s.presence.refresh(&keys).await {
+                    tracing::warn!(error = %e, "presence refresh failed");
                 }
-            }
+            })
+            .await;
         });
         Background { stop, tasks }
     }
@@ -119,5 +144,25 @@ impl Background {
     async fn stop(mut self) {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Runs `f` every `period` until `stop` is cancelled (an `f` under way is abandoned).
+async fn every<F: Future<Output = ()>>(
+    period: Duration,
+    stop: &CancellationToken,
+    mut f: impl FnMut() -> F,
+) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = f() => {}
+                }
+            }
+        }
     }
 }

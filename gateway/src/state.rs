@@ -8,14 +8,14 @@ use std::time::Duration;
 use config::{Config, OriginPolicy};
 use dashmap::DashMap;
 use presence::PresenceRegistry;
+use store_client::{Persister, TurnStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
-use crate::hub::{Hub, Retention};
+use crate::backplane::Backplane;
+use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::notifications::Notifications;
-use crate::turns::Turns;
 
 /// Cheap to clone: one `Arc` to [`Shared`].
 #[derive(Clone)]
@@ -42,6 +42,20 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// A write pending this long drops the connection (a peer that stopped reading).
     pub write_stall: Duration,
+    /// Largest `limit` of a history page.
+    pub max_history_page: u32,
+    /// Stored turns completed longer ago than this are purged (`None`: kept).
+    pub store_retention: Option<Duration>,
+}
+
+/// The parts a mode (embedded or Redis) is made of; see [`crate::setup`].
+pub struct Parts {
+    pub hub: Arc<Hub>,
+    pub backplane: Arc<dyn Backplane>,
+    pub presence: Arc<dyn PresenceRegistry>,
+    pub store: Arc<dyn TurnStore>,
+    pub persister: Arc<Persister>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct Shared {
@@ -49,11 +63,15 @@ pub struct Shared {
     pub verifier: Verifier,
     pub origins: OriginPolicy,
     pub limits: Limits,
-    /// Per-user logs and live endpoints of this node.
-    pub hub: Hub,
-    pub turns: Turns,
-    pub notifications: Notifications,
+    /// This node's live endpoints, by user (and in embedded mode the logs themselves).
+    pub hub: Arc<Hub>,
+    /// User logs, turn state and dedup keys: in process, or shared through Redis.
+    pub backplane: Arc<dyn Backplane>,
     pub presence: Arc<dyn PresenceRegistry>,
+    /// Where finalised turns are kept, and history is read from.
+    pub store: Arc<dyn TurnStore>,
+    /// Drains the outbox into the store.
+    pub persister: Arc<Persister>,
     pub metrics: Arc<Metrics>,
     /// This node's endpoints (conn_id → user), for the batched presence refresh.
     pub local_endpoints: DashMap<String, Arc<str>>,
@@ -65,12 +83,7 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(cfg: &Config, verifier: Verifier, presence: Arc<dyn PresenceRegistry>) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        let retention = Retention {
-            count: cfg.log_retention as usize,
-            age: Duration::from_millis(cfg.log_retention_ms),
-        };
+    pub fn new(cfg: &Config, verifier: Verifier, parts: Parts) -> Self {
         AppState(Arc::new(Shared {
             node_id: cfg.node_id.clone(),
             verifier,
@@ -86,17 +99,16 @@ impl AppState {
                 ws_write_buffer_bytes: cfg.ws_write_buffer_bytes as usize,
                 drain_timeout: Duration::from_millis(cfg.drain_timeout_ms),
                 write_stall: Duration::from_millis(cfg.write_stall_ms),
+                max_history_page: cfg.max_history_page as u32,
+                store_retention: (cfg.store_retention_ms > 0)
+                    .then(|| Duration::from_millis(cfg.store_retention_ms)),
             },
-            hub: Hub::new(
-                retention,
-                cfg.max_endpoints_per_user as usize,
-                cfg.outbound_queue as usize,
-                metrics.clone(),
-            ),
-            turns: Turns::new(Duration::from_millis(cfg.turn_retention_ms)),
-            notifications: Notifications::new(Duration::from_millis(cfg.dedup_window_ms)),
-            presence,
-            metrics,
+            hub: parts.hub,
+            backplane: parts.backplane,
+            presence: parts.presence,
+            store: parts.store,
+            persister: parts.persister,
+            metrics: parts.metrics,
             local_endpoints: DashMap::new(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),

@@ -238,9 +238,11 @@ async fn producer_errors_name_the_line_and_keep_earlier_lines() {
     let r = gw.http.get(gw.url("/v1/ws")).send().await.unwrap();
     assert_eq!(r.status(), 426);
     let r = gw.http.get(gw.url("/v1/conversations/c/turns")).send().await.unwrap();
-    assert_eq!(r.status(), 501, "documented, not built yet: said plainly");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "not_implemented");
+    assert_eq!(r.status(), 401, "history needs a token");
+    let (s, e) = gw.get_json("/v1/conversations/c/turns?limit=0", &token("u", None)).await;
+    assert_eq!((s, e["error"]["code"].as_str().unwrap()), (400, "invalid_request"));
+    let (s, e) = gw.get_json("/v1/conversations/c/turns?before=zz", &token("u", None)).await;
+    assert_eq!((s, e["error"]["code"].as_str().unwrap()), (400, "invalid_cursor"));
 
     // Nothing after the bad line reached the client either.
     let events = ws.until_end("t1").await;

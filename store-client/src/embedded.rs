@@ -37,4 +37,11 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Nothing to wait for: the file was opened and migrated in [`open`](Self::open).
+    async fn prepare(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");

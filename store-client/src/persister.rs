@@ -95,13 +95,12 @@ impl Persister {
         self.wake.notify_one();
     }
 
-    /// Drains until `stop` is cancelled.
+    /// Drains until `stop` is cancelled. A pass under way is finished first (each store call
+    /// is bounded by `put_timeout`): abandoning it would leave its entries leased, out of reach
+    /// of a final [`flush`](Self::flush).
     pub async fn run(&self, stop: CancellationToken) {
-        loop {
-            let claimed = tokio::select! {
-                _ = stop.cancelled() => return,
-                n = self.pass() => n,
-            };
+        while !stop.is_cancelled() {
+            let claimed = self.pass().await;
             // A full batch: more may be due at once.
             if claimed >= self.policy.batch {
                 continue;

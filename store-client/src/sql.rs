@@ -38,6 +38,7 @@ macro_rules! impl_turn_store {
                 &self,
                 turn: &$crate::FinalTurn,
             ) -> Result<$crate::PutOutcome, $crate::StoreError> {
+                self.prepare().await?;
                 use sqlx::Row;
                 let hash = turn.content_hash();
                 let (traces, turn) = (&turn.traces, &turn.turn);
@@ -101,6 +102,7 @@ macro_rules! impl_turn_store {
                 limit: u32,
                 before: Option<&$crate::Cursor>,
             ) -> Result<$crate::Page, $crate::StoreError> {
+                self.prepare().await?;
                 if limit == 0 || limit > 1000 {
                     return Err($crate::StoreError::Invalid("limit must be 1..=1000".into()));
                 }
@@ -145,6 +147,7 @@ macro_rules! impl_turn_store {
                 &self,
                 turn_id: &str,
             ) -> Result<Option<(String, Vec<$crate::Trace>)>, $crate::StoreError> {
+                self.prepare().await?;
                 use sqlx::Row;
                 let Some(user) = sqlx::query($crate::sql::USER_OF_TURN)
                     .bind(turn_id)
@@ -172,6 +175,7 @@ macro_rules! impl_turn_store {
                 conversation_id: &str,
                 at_ms: i64,
             ) -> Result<u64, $crate::StoreError> {
+                self.prepare().await?;
                 let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query($crate::sql::TOMBSTONE)
                     .bind(conversation_id)
@@ -192,6 +196,7 @@ macro_rules! impl_turn_store {
             }
 
             async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, $crate::StoreError> {
+                self.prepare().await?;
                 let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query($crate::sql::PURGE_TRACES).bind(cutoff_ms).execute(&mut *tx).await?;
                 sqlx::query($crate::sql::PURGE_TOMBSTONES)
@@ -211,6 +216,7 @@ macro_rules! impl_turn_store {
                 &self,
                 conversation_id: &str,
             ) -> Result<Option<String>, $crate::StoreError> {
+                self.prepare().await?;
                 use sqlx::Row;
                 let row = sqlx::query($crate::sql::OWNER)
                     .bind(conversation_id)
@@ -223,6 +229,7 @@ macro_rules! impl_turn_store {
             }
 
             async fn ping(&self) -> Result<(), $crate::StoreError> {
+                self.prepare().await?;
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }

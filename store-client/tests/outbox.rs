@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use store_client::{
-    EmbeddedOutbox, EmbeddedStore, Outbox, PersistCounters, Persister, RetryPolicy, TurnStore,
-    contract,
+    EmbeddedOutbox, EmbeddedStore, Outbox, PersistCounters, Persister, PostgresStore, RetryPolicy,
+    TurnStore, contract,
 };
-use support::{DropSchema, database_url, postgres, proxy::Proxy, unique};
+use support::{DropSchema, database_url, proxied, unique};
 use tokio_util::sync::CancellationToken;
 
 fn quick() -> RetryPolicy {
@@ -54,14 +54,15 @@ async fn the_embedded_outbox_holds_one_entry_per_turn_leases_it_and_survives_a_r
     assert_eq!(claimed[0].turn, t, "the whole turn comes back");
     assert!(outbox.claim(10, Duration::from_secs(60)).await.unwrap().is_empty(), "leased");
 
-    // A restart: what was waiting is still there, and comes back once its lease ends.
+    outbox.reschedule("ob-1", 1, Duration::from_secs(3600), "store down").await.unwrap();
+    // A restart (a crash with both leased, one backing off): what waited is still there, and
+    // all of it is due at once, its failures remembered.
     drop(outbox);
     let outbox = EmbeddedOutbox::open(&dir).await.unwrap();
     assert_eq!(outbox.stats().await.unwrap().depth, 2);
-    outbox.reschedule("ob-1", 1, Duration::ZERO, "store down").await.unwrap();
     let again = outbox.claim(10, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again.len(), 2, "a previous life's leases are void");
+    assert_eq!(again.iter().find(|p| p.turn.turn.turn_id == "ob-1").unwrap().attempts, 1);
     outbox.complete("ob-1").await.unwrap();
     outbox.set_aside("ob-2", "conflict").await.unwrap();
     let stats = outbox.stats().await.unwrap();
@@ -76,20 +77,12 @@ async fn every_turn_is_stored_exactly_once_across_a_postgres_outage() {
     let url = database_url();
     let schema = unique("gwoutage");
     let _cleanup = DropSchema { url: url.clone(), schema: schema.clone() };
-    postgres(&url, &schema).await; // creates the schema and migrates, directly
-    let upstream = {
-        let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-        let host = if opts.get_host().starts_with('/') { "127.0.0.1" } else { opts.get_host() };
-        tokio::net::lookup_host((host, opts.get_port())).await.unwrap().next().unwrap()
-    };
-    let proxy = Proxy::start(upstream).await;
-    let via_proxy = {
-        let mut u = url::Url::parse(&url).unwrap();
-        u.set_host(Some("127.0.0.1")).unwrap();
-        u.set_port(Some(proxy.addr.port())).unwrap();
-        u.to_string()
-    };
-    let store: Arc<dyn TurnStore> = Arc::new(postgres(&via_proxy, &schema).await);
+    let (proxy, via_proxy) = proxied(&url).await;
+    // Opened while the database is away: it migrates once it answers.
+    proxy.set_up(false);
+    let store: Arc<dyn TurnStore> =
+        Arc::new(PostgresStore::open(&via_proxy, Some(&schema)).unwrap());
+    assert!(store.ping().await.unwrap_err().is_retryable());
     let dir = std::env::temp_dir().join(unique("outbox"));
     let outbox = Arc::new(EmbeddedOutbox::open(&dir).await.unwrap());
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), quick()));
@@ -99,7 +92,6 @@ async fn every_turn_is_stored_exactly_once_across_a_postgres_outage() {
         async move { p.run(s).await }
     });
 
-    proxy.set_up(false);
     for i in 0..20 {
         outbox.enqueue(&contract::turn(&format!("out-{i}"), "outage", "u", i)).await.unwrap();
         persister.wake();

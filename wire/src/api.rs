@@ -104,6 +104,49 @@ pub struct NotificationAccepted {
     pub seq: u64,
 }
 
+/// `GET /v1/conversations/{id}/turns`: newest first; `next` continues with older turns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryPage {
+    pub turns: Vec<HistoryTurn>,
+    /// Opaque: pass it back as `before` for the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// One finalised turn in history (its traces are not: `GET /v1/turns/{id}/traces`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryTurn {
+    pub turn_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    /// `completed`, `cancelled` or `failed`.
+    pub status: TurnStatus,
+    pub text: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub completed_at: String,
+    /// The text was longer than the store keeps and was cut (at a character boundary).
+    #[serde(default)]
+    pub truncated: bool,
+    /// The `meta` given when the turn started (`null` if none).
+    #[serde(default)]
+    pub meta: Value,
+}
+
+/// `GET /v1/turns/{id}/traces`: in the order the producer sent them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceList {
+    pub turn_id: String,
+    pub traces: Vec<TraceItem>,
+}
+
+/// `DELETE /v1/conversations/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConversationDeleted {
+    pub conversation_id: String,
+    /// Turns removed (with their traces).
+    pub deleted: u64,
+}
+
 /// `GET /v1/users/{id}/presence`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PresenceList {

@@ -1,6 +1,8 @@
-//! HTTP routes: client endpoints (`/v1/ws`, `/v1/sse`), the producer API, presence, operations.
+//! HTTP routes: client endpoints (`/v1/ws`, `/v1/sse`), the producer API, history, presence,
+//! operations.
 
 mod extract;
+mod history;
 mod items;
 mod ops;
 mod presence;
@@ -30,24 +32,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/turns/{turn_id}/events", post(producer::turn_events))
         .route("/v1/notifications", post(producer::notify))
         .route("/v1/users/{user_id}/presence", get(presence::get_presence))
-        // In PROTOCOL.md, served once the turn store is wired in (issue 4): say so plainly.
-        .route("/v1/conversations/{conversation_id}/turns", get(not_yet))
-        .route("/v1/conversations/{conversation_id}", axum::routing::delete(not_yet))
-        .route("/v1/turns/{turn_id}/traces", get(not_yet))
+        .route("/v1/conversations/{conversation_id}/turns", get(history::page))
+        .route("/v1/conversations/{conversation_id}", axum::routing::delete(history::delete))
+        .route("/v1/turns/{turn_id}/traces", get(history::traces))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-}
-
-async fn not_yet(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        format!(
-            "{method} {} needs the turn store, which this build does not serve yet",
-            uri.path()
-        ),
-    )
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

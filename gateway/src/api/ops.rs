@@ -1,10 +1,15 @@
 //! Health, readiness and metrics: no token needed (bind them privately in production).
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use store_client::outbox::now_ms;
+use tokio::time::timeout;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -14,20 +19,39 @@ pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// The node can serve: not draining (and, in later modes, its backends reachable).
+/// How long `/readyz` waits for the store to answer a ping.
+const STORE_PING: Duration = Duration::from_secs(1);
+
+/// The node can serve: not draining, its backplane (Redis) reachable. The turn store is reported
+/// but does not make the node unready: streaming goes on while finished turns wait in the outbox.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_draining() {
-        return ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
-            "the node is draining",
-        )
-        .into_response();
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the node is draining")
+            .into_response();
     }
-    Json(json!({"status": "ready", "node_id": state.node_id, "mode": "embedded"})).into_response()
+    if let Err(e) = state.backplane.ready().await {
+        return ApiError::from(e).into_response();
+    }
+    let reachable = matches!(timeout(STORE_PING, state.store.ping()).await, Ok(Ok(())));
+    let outbox = match state.persister.outbox().stats().await {
+        Ok(s) => json!({
+            "backlog": s.depth,
+            "oldest_age_ms": s.oldest_enqueued_ms.map(|t| (now_ms() - t).max(0)),
+            "set_aside": s.set_aside,
+        }),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    Json(json!({
+        "status": "ready",
+        "node_id": state.node_id,
+        "mode": state.backplane.mode(),
+        "store": {"reachable": reachable, "outbox": outbox},
+    }))
+    .into_response()
 }
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.persistence(&state.persister.counters);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

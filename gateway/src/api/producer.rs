@@ -9,15 +9,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
-use wire::api::{CreateNotification, CreateTurn, EventsAccepted};
+use wire::api::{CreateNotification, CreateTurn, EventItem, EventsAccepted};
 
 use super::extract::{Authenticated, read_body, read_json};
 use super::items::parse_item;
 use crate::auth::Principal;
+use crate::backplane::{Applied, NewTurn, TurnError};
 use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;
-use crate::turns::{self, NewTurn, TurnError};
 
 fn require_publish(p: &Principal) -> Result<(), ApiError> {
     if p.publish { Ok(()) } else { Err(ApiError::insufficient_scope(wire::SCOPE_PUBLISH)) }
@@ -40,6 +40,7 @@ impl From<TurnError> for ApiError {
             TurnError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "turn_conflict", msg),
             TurnError::Ended { .. } => ApiError::new(StatusCode::CONFLICT, "turn_ended", msg),
             TurnError::Invalid(_) => ApiError::bad_request(msg),
+            TurnError::Unavailable(u) => u.into(),
         }
     }
 }
@@ -78,10 +79,10 @@ pub async fn create_turn(
     let new = NewTurn {
         user_id: req.user_id,
         conversation_id: req.conversation_id,
-        turn_id: req.turn_id,
+        turn_id: req.turn_id.unwrap_or_else(|| ids::fresh("t")),
         meta: req.meta,
     };
-    let (created, fresh) = state.turns.create(&state.hub, new)?;
+    let (created, fresh) = state.backplane.create_turn(new).await?;
     if fresh {
         state.metrics.turns_started.increment(1);
     }
@@ -96,12 +97,11 @@ pub async fn get_turn(
     Path(turn_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::from(TurnError::NotFound(turn_id.clone()));
-    let turn = state.turns.get(&turn_id).ok_or_else(not_found)?;
-    let t = turn.lock();
-    if !(p.publish || p.admin || t.user_id == p.user_id) {
+    let t = state.backplane.turn(&turn_id).await?;
+    if !(p.publish || p.admin || *t.user_id == *p.user_id) {
         return Err(not_found());
     }
-    Ok(Json(t.state()).into_response())
+    Ok(Json(t).into_response())
 }
 
 fn is_ndjson(headers: &HeaderMap) -> bool {
@@ -116,8 +116,9 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
     )
 }
 
-/// `POST /v1/turns/{turn_id}/events`: one JSON item, or NDJSON published line by line as the
-/// body arrives. A bad line or an ended turn is answered at once; earlier lines stay published.
+/// `POST /v1/turns/{turn_id}/events`: one JSON item, or NDJSON published as the body arrives
+/// (the lines each chunk completes, as one batch). A bad line or an ended turn is answered at
+/// once, naming the line; earlier lines stay published.
 pub async fn turn_events(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -126,73 +127,40 @@ pub async fn turn_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_publish(&p)?;
-    let turn = state.turns.get(&turn_id).ok_or(TurnError::NotFound(turn_id.clone()))?;
-    {
-        let t = turn.lock();
-        if t.status != wire::TurnStatus::Streaming {
-            return Err(TurnError::Ended { turn_id, status: t.status }.into());
-        }
-    }
     if !is_ndjson(&headers) {
         let bytes = read_body(body, state.limits.max_body_bytes).await?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
         let item =
             parse_item(text).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_item", m))?;
-        let seq = turns::apply(&mut turn.lock(), &state.hub, item)?;
-        return Ok(Json(EventsAccepted { accepted: 1, last_seq: Some(seq) }).into_response());
+        let applied = state.backplane.apply(&turn_id, vec![item]).await;
+        if let Some(e) = applied.refused {
+            return Err(e.into());
+        }
+        return Ok(Json(EventsAccepted { accepted: 1, last_seq: applied.last_seq }).into_response());
     }
 
+    // A stream for an unknown or ended turn is refused before its first line arrives.
+    let t = state.backplane.turn(&turn_id).await?;
+    if t.status != wire::TurnStatus::Streaming {
+        return Err(TurnError::Ended { turn_id, status: t.status }.into());
+    }
     let limits = &state.limits;
     let mut stream = body.into_data_stream();
     let mut buf = BytesMut::new();
-    let mut line_no: u64 = 0;
-    let mut accepted: u64 = 0;
-    let mut last_seq = None;
+    let mut batch = Batch::default();
     let mut total: u64 = 0;
-    // Applies one line; an error names the line and how much stayed published.
-    let line = |raw: &[u8],
-                line_no: u64,
-                accepted: &mut u64,
-                last_seq: &mut Option<u64>|
-     -> Result<(), ApiError> {
-        let stayed =
-            |m: String| format!("line {line_no}: {m}; {accepted} earlier item(s) stay published");
-        let text = std::str::from_utf8(raw).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_line", stayed("not UTF-8".into()))
-        })?;
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(());
-        }
-        let item = parse_item(text)
-            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_line", stayed(m)))?;
-        match turns::apply(&mut turn.lock(), &state.hub, item) {
-            Ok(seq) => {
-                *accepted += 1;
-                *last_seq = Some(seq);
-                Ok(())
-            }
-            Err(e) => {
-                let mut err = ApiError::from(e.clone());
-                err.message = stayed(e.to_string());
-                if matches!(e, TurnError::Invalid(_)) {
-                    err.code = "bad_line";
-                }
-                Err(err)
-            }
-        }
-    };
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
         total += chunk.len() as u64;
         if total > limits.max_ndjson_body_bytes {
+            batch.apply(&state, &turn_id).await?;
             return Err(ApiError::too_large(
                 "body_too_large",
                 format!(
-                    "the NDJSON body is larger than {} bytes; {accepted} item(s) stay published",
-                    limits.max_ndjson_body_bytes
+                    "the NDJSON body is larger than {} bytes; {} item(s) stay published",
+                    limits.max_ndjson_body_bytes, batch.accepted
                 ),
             ));
         }
@@ -201,31 +169,101 @@ pub async fn turn_events(
         let mut from = scanned;
         while let Some(pos) = buf[from..].iter().position(|b| *b == b'\n') {
             let raw = buf.split_to(from + pos + 1);
-            line_no += 1;
-            if raw.len() - 1 > limits.max_ndjson_line_bytes {
-                return Err(line_too_large(line_no, limits.max_ndjson_line_bytes, accepted));
-            }
-            line(&raw[..raw.len() - 1], line_no, &mut accepted, &mut last_seq)?;
             from = 0;
+            batch.line(&state, &turn_id, &raw[..raw.len() - 1]).await?;
         }
         if buf.len() > limits.max_ndjson_line_bytes {
-            return Err(line_too_large(line_no + 1, limits.max_ndjson_line_bytes, accepted));
+            batch.line_no += 1;
+            return Err(batch.too_long(&state, &turn_id).await);
         }
+        batch.apply(&state, &turn_id).await?;
     }
     if buf.has_remaining() {
-        line_no += 1;
-        line(&buf, line_no, &mut accepted, &mut last_seq)?;
+        batch.line(&state, &turn_id, &buf).await?;
     }
-    Ok(Json(EventsAccepted { accepted, last_seq }).into_response())
+    batch.apply(&state, &turn_id).await?;
+    Ok(Json(EventsAccepted { accepted: batch.accepted, last_seq: batch.last_seq }).into_response())
 }
 
-fn line_too_large(line_no: u64, max: usize, accepted: u64) -> ApiError {
-    ApiError::too_large(
-        "line_too_large",
-        format!(
-            "line {line_no}: longer than {max} bytes (GATEWAY_MAX_NDJSON_LINE_BYTES); {accepted} earlier item(s) stay published"
-        ),
-    )
+/// The NDJSON lines read but not yet applied, and what the request has published so far.
+#[derive(Default)]
+struct Batch {
+    items: Vec<EventItem>,
+    /// The line number of each item in `items`.
+    lines: Vec<u64>,
+    /// Lines read so far (blank ones included).
+    line_no: u64,
+    accepted: u64,
+    last_seq: Option<u64>,
+}
+
+impl Batch {
+    /// Takes one complete line. A bad one is answered at once, after the lines before it are
+    /// applied.
+    async fn line(&mut self, state: &AppState, turn_id: &str, raw: &[u8]) -> Result<(), ApiError> {
+        self.line_no += 1;
+        if raw.len() > state.limits.max_ndjson_line_bytes {
+            return Err(self.too_long(state, turn_id).await);
+        }
+        let parsed = match std::str::from_utf8(raw) {
+            Err(_) => Err("not UTF-8".to_owned()),
+            Ok(text) if text.trim().is_empty() => return Ok(()),
+            Ok(text) => parse_item(text.trim()),
+        };
+        match parsed {
+            Ok(item) => {
+                self.items.push(item);
+                self.lines.push(self.line_no);
+                Ok(())
+            }
+            Err(m) => {
+                self.apply(state, turn_id).await?;
+                Err(self.at(ApiError::new(StatusCode::BAD_REQUEST, "bad_line", m), self.line_no))
+            }
+        }
+    }
+
+    /// The current line is over the limit: apply what came before, then say so.
+    async fn too_long(&mut self, state: &AppState, turn_id: &str) -> ApiError {
+        if let Err(e) = self.apply(state, turn_id).await {
+            return e;
+        }
+        let max = state.limits.max_ndjson_line_bytes;
+        let e = ApiError::too_large(
+            "line_too_large",
+            format!("longer than {max} bytes (GATEWAY_MAX_NDJSON_LINE_BYTES)"),
+        );
+        self.at(e, self.line_no)
+    }
+
+    /// Publishes the lines read so far, as one batch.
+    async fn apply(&mut self, state: &AppState, turn_id: &str) -> Result<(), ApiError> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.items);
+        let lines = std::mem::take(&mut self.lines);
+        let Applied { accepted, last_seq, refused } = state.backplane.apply(turn_id, items).await;
+        self.accepted += accepted;
+        self.last_seq = last_seq.or(self.last_seq);
+        let Some(e) = refused else { return Ok(()) };
+        let line_no = lines.get(accepted as usize).copied().unwrap_or(self.line_no);
+        let invalid = matches!(e, TurnError::Invalid(_));
+        let mut err = ApiError::from(e);
+        if invalid {
+            err.code = "bad_line";
+        }
+        Err(self.at(err, line_no))
+    }
+
+    /// Names the line and how much of the body stays published.
+    fn at(&self, mut e: ApiError, line_no: u64) -> ApiError {
+        e.message = format!(
+            "line {line_no}: {}; {} earlier item(s) stay published",
+            e.message, self.accepted
+        );
+        e
+    }
 }
 
 /// `POST /v1/notifications`.
@@ -240,7 +278,7 @@ pub async fn notify(
     if let Some(k) = &req.dedup_key {
         check_name("dedup_key", k, 256)?;
     }
-    let (accepted, fresh) = state.notifications.publish(&state.hub, req);
+    let (accepted, fresh) = state.backplane.notify(req).await?;
     if fresh {
         state.metrics.notifications.increment(1);
     } else {

@@ -1,6 +1,6 @@
 //! A published log event, serialized once and shared by every endpoint that sends it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
@@ -10,6 +10,8 @@ use tokio::time::Instant;
 /// publish time and the SSE framing once, on the first SSE delivery.
 #[derive(Debug)]
 pub struct Entry {
+    /// The life of the log it belongs to: an endpoint of another life must not take it.
+    pub epoch: Arc<str>,
     pub seq: u64,
     /// The event `type`, also the SSE `event:` name.
     pub kind: &'static str,
@@ -24,17 +26,23 @@ pub struct Entry {
 impl Entry {
     /// Builds the entry from the event body's JSON (`{"type":…}`), splicing in `seq` so the body
     /// can be serialized before the log lock is taken.
-    pub fn new(seq: u64, kind: &'static str, body_json: &str) -> Entry {
+    pub fn new(epoch: Arc<str>, seq: u64, kind: &'static str, body_json: &str) -> Entry {
         let rest = body_json.strip_prefix('{').unwrap_or(body_json);
-        let json = format!("{{\"seq\":{seq},{rest}");
-        Entry { seq, kind, json: Utf8Bytes::from(json), at: Instant::now(), sse: OnceLock::new() }
+        Self::with_json(epoch, seq, kind, format!("{{\"seq\":{seq},{rest}"))
     }
 
-    /// The SSE frame of this entry within `epoch`.
-    pub fn sse_frame(&self, epoch: &str) -> &Bytes {
+    /// An entry whose JSON already holds its `seq` (as it comes back from Redis).
+    pub fn with_json(epoch: Arc<str>, seq: u64, kind: &'static str, json: String) -> Entry {
+        let json = Utf8Bytes::from(json);
+        Entry { epoch, seq, kind, json, at: Instant::now(), sse: OnceLock::new() }
+    }
+
+    /// The SSE frame of this entry: `id: <epoch>:<seq>`.
+    pub fn sse_frame(&self) -> &Bytes {
         self.sse.get_or_init(|| {
             Bytes::from(format!(
-                "id: {epoch}:{}\nevent: {}\ndata: {}\n\n",
+                "id: {}:{}\nevent: {}\ndata: {}\n\n",
+                self.epoch,
                 self.seq,
                 self.kind,
                 self.json.as_str()
@@ -49,12 +57,17 @@ mod tests {
 
     #[test]
     fn seq_is_spliced_in_front() {
-        let e = Entry::new(9, "notification.read", r#"{"type":"notification.read","id":"n1"}"#);
+        let e = Entry::new(
+            Arc::from("ep"),
+            9,
+            "notification.read",
+            r#"{"type":"notification.read","id":"n1"}"#,
+        );
         assert_eq!(e.json.as_str(), r#"{"seq":9,"type":"notification.read","id":"n1"}"#);
         let v: wire::LogEvent = serde_json::from_str(e.json.as_str()).unwrap();
         assert_eq!(v.seq, 9);
         assert_eq!(
-            e.sse_frame("ep").as_ref(),
+            e.sse_frame().as_ref(),
             b"id: ep:9\nevent: notification.read\ndata: {\"seq\":9,\"type\":\"notification.read\",\"id\":\"n1\"}\n\n"
         );
     }

@@ -50,6 +50,11 @@ impl Ring {
         self.trim_age(retention, Instant::now());
     }
 
+    /// Notes an event appended elsewhere (Redis mode): nothing is retained, only the head moves.
+    pub fn observe(&mut self, seq: u64) {
+        self.head = self.head.max(seq);
+    }
+
     /// Drops entries older than the retention age.
     pub fn trim_age(&mut self, retention: Retention, now: Instant) {
         while self.entries.front().is_some_and(|e| now.duration_since(e.at) > retention.age) {
@@ -86,7 +91,7 @@ mod tests {
 
     fn push(ring: &mut Ring, retention: Retention) {
         let seq = ring.next_seq();
-        ring.push(Arc::new(Entry::new(seq, "x", r#"{"type":"x"}"#)), retention);
+        ring.push(Arc::new(Entry::new(Arc::from("e"), seq, "x", r#"{"type":"x"}"#)), retention);
     }
 
     fn seqs(v: Option<Vec<Arc<Entry>>>) -> Option<Vec<u64>> {

@@ -124,24 +124,68 @@ impl Hub {
         let body_json = serde_json::to_string(body).unwrap_or_default();
         let kind = body.kind();
         let entry = self.with_log(user, |log| {
-            let entry = Arc::new(Entry::new(log.ring.next_seq(), kind, &body_json));
+            let entry =
+                Arc::new(Entry::new(log.epoch.clone(), log.ring.next_seq(), kind, &body_json));
             log.ring.push(entry.clone(), self.retention);
-            let metrics = &self.metrics;
-            log.endpoints.retain(|(_, ep)| {
-                if ep.requested().is_some() {
-                    return false;
-                }
-                if ep.push(entry.clone()) {
-                    return true;
-                }
-                ep.close(wire::close::SLOW_CONSUMER);
-                metrics.slow_consumer_closes.increment(1);
-                false
-            });
+            self.fan_out(log, &entry);
             entry
         });
         self.metrics.events_published.increment(1);
         entry
+    }
+
+    /// Hands an event appended elsewhere (Redis mode) to this node's endpoints of `user`, if it
+    /// has any. `make` builds the entry from the log's epoch, reusing the one already held when
+    /// it is the same (most events), so the epoch string is not copied per event.
+    pub fn deliver(&self, user: &str, epoch: &str, seq: u64, make: impl FnOnce(Arc<str>) -> Entry) {
+        let Some(slot) = self.users.get(user).map(|s| s.clone()) else { return };
+        let mut log = slot.lock();
+        if log.retired {
+            return;
+        }
+        if *log.epoch != *epoch {
+            log.epoch = Arc::from(epoch);
+        }
+        log.ring.observe(seq);
+        let entry = Arc::new(make(log.epoch.clone()));
+        self.fan_out(&mut log, &entry);
+    }
+
+    /// Queues `entry` for every endpoint of the locked log; a full queue closes that endpoint.
+    fn fan_out(&self, log: &mut UserLog, entry: &Arc<Entry>) {
+        let metrics = &self.metrics;
+        log.endpoints.retain(|(_, ep)| {
+            if ep.requested().is_some() {
+                return false;
+            }
+            if ep.push(entry.clone()) {
+                return true;
+            }
+            ep.close(wire::close::SLOW_CONSUMER);
+            metrics.slow_consumer_closes.increment(1);
+            false
+        });
+    }
+
+    /// Every user with endpoints here, with the epoch and newest seq this node has seen of their
+    /// log (Redis mode: what a resubscribed node compares with Redis to catch up).
+    pub fn seen(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
+        self.users
+            .iter()
+            .filter_map(|slot| {
+                let log = slot.lock();
+                (!log.endpoints.is_empty())
+                    .then(|| (log.user.clone(), log.epoch.clone(), log.ring.head()))
+            })
+            .collect()
+    }
+
+    /// Whether `user` has an endpoint (or one being admitted) on this node.
+    pub fn holds(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|s| {
+            let log = s.lock();
+            !log.endpoints.is_empty() || log.reserved > 0
+        })
     }
 
     /// The newest seq of the user's log.
@@ -193,12 +237,44 @@ impl Hub {
         }
     }
 
-    /// Removes an endpoint from live delivery (its connection closed).
-    pub fn detach(&self, user: &str, id: u64) {
-        if let Some(slot) = self.users.get(user).map(|s| s.clone()) {
-            let mut log = slot.lock();
-            log.endpoints.retain(|(ep, _)| *ep != id);
+    /// Registers an admitted endpoint for live events only (Redis mode: the caller reads what it
+    /// missed from Redis afterwards, and the endpoint skips what it gets twice).
+    pub fn attach_live(&self, reservation: Reservation) -> (u64, Arc<str>, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(self.queue_depth));
+        let id = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
+        let user = reservation.consume();
+        self.with_log(&user, |log| {
+            log.reserved = log.reserved.saturating_sub(1);
+            log.endpoints.push((id, outbox.clone()));
+        });
+        (id, user, outbox)
+    }
+
+    /// The retained events of `user` with `after < seq <= upto` in `epoch`, if all are held.
+    pub fn retained(
+        &self,
+        user: &str,
+        epoch: &str,
+        after: u64,
+        upto: u64,
+    ) -> Option<Vec<Arc<Entry>>> {
+        let slot = self.users.get(user).map(|s| s.clone())?;
+        let log = slot.lock();
+        if *log.epoch != *epoch || upto > log.ring.head() {
+            return None;
         }
+        let mut events = log.ring.since(after)?;
+        events.retain(|e| e.seq <= upto);
+        Some(events)
+    }
+
+    /// Removes an endpoint from live delivery (its connection closed).
+    /// Returns whether that was the user's last endpoint here (Redis mode unsubscribes then).
+    pub fn detach(&self, user: &str, id: u64) -> bool {
+        let Some(slot) = self.users.get(user).map(|s| s.clone()) else { return true };
+        let mut log = slot.lock();
+        log.endpoints.retain(|(ep, _)| *ep != id);
+        log.endpoints.is_empty() && log.reserved == 0
     }
 
     /// Drops retained events older than the retention age, and the logs of users with no

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::time::Instant;
-use wire::{ControlFrame, EventBody};
+use wire::ControlFrame;
 
 use super::session::Session;
-use crate::turns::TurnError;
+use crate::backplane::TurnError;
 
 pub const BAD_FRAME_LIMIT: u32 = 10;
 pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
@@ -121,8 +121,16 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             let Some(turn_id) = string_field(&map, "turn_id") else {
                 return bad(session, frames, "invalid_frame", missing("turn_id"), reference);
             };
-            match state.turns.snapshot(&state.hub, &session.user, turn_id, reference.clone()) {
-                Ok(frame) => Action::Reply(frame),
+            match state.backplane.snapshot(&session.user, turn_id).await {
+                Ok(s) => Action::Reply(ControlFrame::TurnSnapshot {
+                    turn_id: s.turn_id,
+                    conversation_id: s.conversation_id,
+                    status: s.status,
+                    text: s.text,
+                    next_index: s.next_index,
+                    as_of_seq: s.as_of_seq,
+                    reference,
+                }),
                 Err(e) => Action::Reply(turn_error(e, reference)),
             }
         }
@@ -130,7 +138,7 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             let Some(turn_id) = string_field(&map, "turn_id") else {
                 return bad(session, frames, "invalid_frame", missing("turn_id"), reference);
             };
-            match state.turns.cancel(&state.hub, &session.user, turn_id) {
+            match state.backplane.cancel(&session.user, turn_id).await {
                 Ok(_) => Action::Nothing,
                 Err(e) => Action::Reply(turn_error(e, reference)),
             }
@@ -139,8 +147,10 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             let Some(id) = string_field(&map, "id") else {
                 return bad(session, frames, "invalid_frame", missing("id"), reference);
             };
-            state.hub.publish(&session.user, &EventBody::NotificationRead { id: id.to_owned() });
-            Action::Nothing
+            match state.backplane.mark_read(&session.user, id).await {
+                Ok(_) => Action::Nothing,
+                Err(e) => Action::Reply(ControlFrame::error(e.code, e.message, reference)),
+            }
         }
         "presence.get" => match state.presence.list(&session.user).await {
             Ok(endpoints) => Action::Reply(ControlFrame::Presence { endpoints, reference }),
@@ -185,11 +195,12 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
 }
 
 fn turn_error(e: TurnError, reference: Option<Value>) -> ControlFrame {
-    let code = match e {
+    let code = match &e {
         TurnError::NotFound(_) => "turn_not_found",
         TurnError::Ended { .. } => "turn_ended",
         TurnError::Conflict(_) => "turn_conflict",
         TurnError::Invalid(_) => "invalid_frame",
+        TurnError::Unavailable(u) => u.code,
     };
     ControlFrame::error(code, e.to_string(), reference)
 }

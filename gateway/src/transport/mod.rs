@@ -4,6 +4,7 @@
 //! ([`client`]).
 
 pub mod client;
+pub mod feed;
 pub mod params;
 pub mod session;
 pub mod sse;

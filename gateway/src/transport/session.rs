@@ -9,6 +9,7 @@ use wire::{ControlFrame, EndpointInfo, Transport};
 
 use super::params::ConnectParams;
 use crate::auth::Principal;
+use crate::backplane::Unavailable;
 use crate::hub::{Attachment, Reservation};
 use crate::ids;
 use crate::state::AppState;
@@ -25,23 +26,25 @@ pub struct Session {
 
 impl Session {
     /// Attaches an admitted endpoint and records it in presence. Returns the session and what
-    /// the hub gave it (resume replay and live queue).
+    /// the backplane gave it (resume replay and live queue); fails when the backplane cannot be
+    /// reached (nothing to say `hello` with).
     pub async fn open(
         state: AppState,
         principal: &Principal,
         params: &ConnectParams,
         transport: Transport,
         reservation: Reservation,
-    ) -> (Session, Attachment) {
-        let resume = params.resume.as_ref().map(|r| r.as_ref());
-        let att = match resume {
+    ) -> Result<(Session, Attachment), Unavailable> {
+        let resume = match params.resume.as_ref() {
             Some(None) => {
+                // Half a resume point: counted as a miss, attached as new.
                 state.metrics.resume(false);
-                state.hub.attach(reservation, None)
+                None
             }
-            Some(Some(r)) => state.hub.attach(reservation, Some(r)),
-            None => state.hub.attach(reservation, None),
+            Some(Some(r)) => Some(r),
+            None => None,
         };
+        let att = state.backplane.attach(reservation, resume).await?;
         let info = Arc::new(EndpointInfo {
             conn_id: ids::fresh("c"),
             device_id: params.device_id.clone(),
@@ -62,7 +65,7 @@ impl Session {
             exp: principal.exp,
             hub_id: att.id,
         };
-        (session, att)
+        Ok((session, att))
     }
 
     pub fn hello(&self, att: &Attachment) -> ControlFrame {
@@ -90,7 +93,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let state = &self.state;
-        state.hub.detach(&self.user, self.hub_id);
+        state.backplane.detach(&self.user, self.hub_id);
         state.local_endpoints.remove(&self.info.conn_id);
         state.metrics.endpoint_closed(self.info.transport);
         // Presence may be remote: unregister in a tracked task so a drain waits for it.

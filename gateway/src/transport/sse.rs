@@ -16,11 +16,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep, interval_at, sleep_until};
 use wire::{ControlFrame, Transport};
 
+use super::feed::Feed;
 use super::params;
 use super::session::Session;
 use crate::api::Authenticated;
 use crate::error::ApiError;
-use crate::hub::{Attachment, Entry, Outbox, Ready};
+use crate::hub::{Attachment, Entry, Ready};
 
 pub async fn handler(
     State(state): State<crate::state::AppState>,
@@ -46,7 +47,7 @@ pub async fn handler(
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_endpoints", e.to_string())
     })?;
     let (session, att) =
-        Session::open(state.clone(), &principal, &params, Transport::Sse, reservation).await;
+        Session::open(state.clone(), &principal, &params, Transport::Sse, reservation).await?;
     let stream = SseStream::new(session, att);
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         s.next_chunk().await.map(|chunk| (Ok::<_, Infallible>(chunk), s))
@@ -64,8 +65,7 @@ struct SseStream {
     session: Session,
     /// hello and the resume replay, sent first.
     initial: Option<(Bytes, std::vec::IntoIter<Arc<Entry>>)>,
-    outbox: Arc<Outbox>,
-    epoch: Arc<str>,
+    feed: Feed,
     heartbeat: Interval,
     expiry: Pin<Box<Sleep>>,
     done: bool,
@@ -79,9 +79,8 @@ impl SseStream {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let expiry = Box::pin(sleep_until(session.expiry()));
         SseStream {
+            feed: Feed::new(&att),
             initial: Some((Bytes::from(hello), att.replay.into_iter())),
-            outbox: att.outbox,
-            epoch: att.epoch,
             heartbeat,
             expiry,
             session,
@@ -107,7 +106,7 @@ impl SseStream {
             let mut buf = BytesMut::from(&hello[..]);
             let n = replay.len() as u64;
             for e in replay {
-                buf.put_slice(e.sse_frame(&self.epoch));
+                buf.put_slice(e.sse_frame());
             }
             metrics.events_delivered.increment(n);
             return Some(buf.freeze());
@@ -118,7 +117,7 @@ impl SseStream {
         tokio::select! {
             biased;
             _ = &mut self.expiry => None,
-            ready = self.outbox.ready() => {
+            ready = self.feed.outbox.ready() => {
                 // SSE has no close codes: a close request ends the stream, after `reconnect`
                 // when the node drains.
                 let batch = match ready {
@@ -126,9 +125,11 @@ impl SseStream {
                     Ready::Close(wire::close::DRAINING) => return Some(self.reconnect()),
                     Ready::Close(_) => return None,
                 };
+                let state = &self.session.state;
+                let batch = self.feed.admit(batch, &*state.backplane, &self.session.user).await.ok()?;
                 let mut buf = BytesMut::new();
                 for ev in &batch {
-                    buf.put_slice(ev.sse_frame(&self.epoch));
+                    buf.put_slice(ev.sse_frame());
                 }
                 metrics.events_delivered.increment(batch.len() as u64);
                 Some(buf.freeze())

@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use wire::{ControlFrame, Transport, close};
 
 use super::client::{self, Action, BadFrames};
+use super::feed::Feed;
 use super::params::{self, ConnectParams};
 use super::session::Session;
 use crate::api::Authenticated;
@@ -115,9 +116,24 @@ async fn run(
 ) {
     // Every phase but the steady one is boxed, so an idle connection's task holds only the state
     // of `serve`'s loop: that is most of its memory at tens of thousands of endpoints.
-    let (mut session, att) =
-        Box::pin(Session::open(state, &principal, &params, Transport::Ws, reservation)).await;
+    let opened =
+        Box::pin(Session::open(state.clone(), &principal, &params, Transport::Ws, reservation))
+            .await;
     drop((principal, params));
+    let (mut session, att) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            // No log to say hello with (Redis unreachable): try again, maybe on another node.
+            tracing::warn!(error = %e, "cannot attach a WebSocket");
+            let frame = ControlFrame::error(e.code, e.message, None);
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
+            let after_ms = state.limits.reconnect_after_ms;
+            let frame = ControlFrame::Reconnect { after_ms };
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
+            goodbye(&mut socket, close::DRAINING, "backplane unavailable").await;
+            return;
+        }
+    };
     let end = serve(&mut socket, &mut session, att).await;
     Box::pin(say_goodbye(&mut socket, &session, end)).await;
     drop(session);
@@ -234,7 +250,9 @@ fn too_large(e: axum::Error) -> bool {
 async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -> End {
     let state = session.state.clone();
     let hello = session.hello(&att);
-    let Attachment { replay, outbox, .. } = att;
+    let mut feed = Feed::new(&att);
+    let outbox = att.outbox;
+    let replay = att.replay;
     let shutdown = state.shutdown.clone();
     let metrics = &state.metrics;
 
@@ -276,6 +294,10 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                 let batch = match ready {
                     Ready::Close(code) => return close_code(code),
                     Ready::Events(batch) => batch,
+                };
+                let batch = match feed.admit(batch, &*state.backplane, &session.user).await {
+                    Ok(batch) => batch,
+                    Err((code, reason)) => return End::Close(code, reason),
                 };
                 let n = batch.len() as u64;
                 if let Err(end) = Box::pin(write_batch(socket, &outbox, batch)).await {

@@ -1,11 +1,16 @@
 //! Test harness: the real `gateway` binary on `127.0.0.1:0`, driven by real clients.
 #![allow(dead_code)]
 
+/// PostgreSQL for tests (a schema each, a switchable proxy), shared with the store's own tests.
+#[path = "../../../store-client/tests/support/mod.rs"]
+pub mod pg;
 pub mod sse;
 pub mod ws;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -21,6 +26,17 @@ pub struct TestGateway {
     child: Child,
     pub addr: String,
     pub http: reqwest::Client,
+    /// Its `GATEWAY_DATA_DIR` (embedded store and outbox), removed on drop unless `keep_data`.
+    pub data_dir: PathBuf,
+    pub keep_data: bool,
+}
+
+/// A fresh directory under the system's temp dir.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()))
 }
 
 pub fn now() -> u64 {
@@ -42,11 +58,17 @@ pub fn producer_token() -> String {
 }
 
 impl TestGateway {
-    /// Starts a gateway with the test secret and `env` on top.
+    /// Starts a gateway with the test secret, a data directory of its own and `env` on top.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_in(&temp_dir("gw-data"), env)
+    }
+
+    /// Starts a gateway on `data_dir` (a restart keeps its outbox and embedded store).
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.env_clear()
             .env("GATEWAY_LISTEN", "127.0.0.1:0")
+            .env("GATEWAY_DATA_DIR", data_dir)
             .env("GATEWAY_AUTH_HS256_SECRET", SECRET)
             .env("GATEWAY_LOG", "warn")
             .stdin(Stdio::null())
@@ -69,7 +91,13 @@ impl TestGateway {
             .to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        TestGateway { child, addr, http: reqwest::Client::new() }
+        TestGateway {
+            child,
+            addr,
+            http: reqwest::Client::new(),
+            data_dir: data_dir.to_owned(),
+            keep_data: false,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -187,6 +215,9 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

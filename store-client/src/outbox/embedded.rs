@@ -27,6 +27,7 @@ const COMPLETE: &str = "DELETE FROM outbox WHERE turn_id = $1";
 const RESCHEDULE: &str =
     "UPDATE outbox SET due_ms = $1, attempts = $2, last_error = $3 WHERE turn_id = $4";
 const SET_ASIDE: &str = "UPDATE outbox SET set_aside = TRUE, last_error = $1 WHERE turn_id = $2";
+const RELEASE: &str = "UPDATE outbox SET due_ms = $1 WHERE set_aside = FALSE AND due_ms > $1";
 const STATS: &str = "SELECT COUNT(*), MIN(enqueued_ms) FROM outbox WHERE set_aside = FALSE";
 const ASIDE: &str = "SELECT COUNT(*) FROM outbox WHERE set_aside = TRUE";
 
@@ -47,6 +48,9 @@ impl EmbeddedOutbox {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Corrupt(format!("outbox migration: {e}")))?;
+        // One process owns this file: leases and backoff of a previous life (a crash mid-attempt)
+        // mean nothing now, so everything waiting is due at once.
+        sqlx::query(RELEASE).bind(now_ms()).execute(&pool).await?;
         Ok(EmbeddedOutbox { pool })
     }
 

@@ -29,6 +29,20 @@ pub async fn postgres(url: &str, schema: &str) -> PostgresStore {
     }
 }
 
+/// A proxy in front of the PostgreSQL at `url`, and the same URL through it.
+pub async fn proxied(url: &str) -> (proxy::Proxy, String) {
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().expect("a postgres:// URL");
+    // A socket directory (the server's default host) is reached on loopback instead.
+    let host = if opts.get_host().starts_with('/') { "127.0.0.1" } else { opts.get_host() };
+    let upstream =
+        tokio::net::lookup_host((host, opts.get_port())).await.unwrap().next().expect("address");
+    let proxy = proxy::Proxy::start(upstream).await;
+    let mut u = url::Url::parse(url).expect("URL");
+    u.set_host(Some("127.0.0.1")).unwrap();
+    u.set_port(Some(proxy.addr.port())).unwrap();
+    (proxy, u.to_string())
+}
+
 /// Drops the test's schema when the test ends, passed or failed.
 pub struct DropSchema {
     pub url: String,

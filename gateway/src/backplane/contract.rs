@@ -1,0 +1,316 @@
+//! The behaviour every [`Backplane`] must show. A fixture is two nodes sharing one backplane
+//! (the in-memory one: the same node twice; Redis: two backplanes on one Redis) and the drain
+//! side of its outbox; each check gets a fresh fixture. Endpoints read through the same
+//! [`Feed`] a real connection uses, so what is checked is what a client would see.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use store_client::Outbox;
+use wire::api::{CreateNotification, EndItem, EventItem, TraceItem};
+use wire::{EventBody, LogEvent, TurnStatus};
+
+use super::{Backplane, NewTurn, TurnError};
+use crate::hub::{Attachment, Hub, Ready, ResumeFrom};
+use crate::transport::feed::Feed;
+
+/// One gateway node: its backplane and its hub of endpoints.
+#[derive(Clone)]
+pub struct Node {
+    pub backplane: Arc<dyn Backplane>,
+    pub hub: Arc<Hub>,
+}
+
+pub struct Fixture {
+    pub a: Node,
+    pub b: Node,
+    /// Where ended turns wait for the store (nothing drains it during the checks).
+    pub outbox: Arc<dyn Outbox>,
+    /// Whatever must live as long as the fixture (a temporary directory, say).
+    pub guard: Option<Box<dyn Send + Sync>>,
+}
+
+/// Makes fresh fixtures whose logs keep `retention` events.
+#[async_trait]
+pub trait Factory: Sync {
+    async fn make(&self, retention: usize) -> Fixture;
+}
+
+/// An endpoint under test.
+pub struct Endpoint {
+    pub att: Attachment,
+    feed: Feed,
+    node: Node,
+}
+
+impl Endpoint {
+    pub async fn attach(node: &Node, user: &str, resume: Option<&ResumeFrom>) -> Endpoint {
+        let reservation = node.hub.reserve(user).expect("admitted");
+        let att = node.backplane.attach(reservation, resume).await.expect("attached");
+        Endpoint { feed: Feed::new(&att), att, node: node.clone() }
+    }
+
+    pub fn resume_point(&self, after: u64) -> ResumeFrom {
+        ResumeFrom { epoch: self.att.epoch.to_string(), after }
+    }
+
+    /// The next `n` events this endpoint's client would be sent (after any replay).
+    pub async fn take(&mut self, n: usize) -> Vec<LogEvent> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let ready = tokio::time::timeout(Duration::from_secs(5), self.att.outbox.ready())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {n} events arrived: {out:?}", out.len()));
+            let Ready::Events(batch) = ready else { panic!("closed while waiting") };
+            let user = self.att.user.clone();
+            let batch =
+                self.feed.admit(batch, &*self.node.backplane, &user).await.expect("in order");
+            out.extend(batch.iter().map(|e| serde_json::from_str(e.json.as_str()).unwrap()));
+        }
+        assert_eq!(out.len(), n, "more events than expected: {out:?}");
+        out
+    }
+
+    pub fn replayed(&self) -> Vec<u64> {
+        self.att.replay.iter().map(|e| e.seq).collect()
+    }
+}
+
+fn seqs(events: &[LogEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:x}", rand::random::<u64>())
+}
+
+fn note(user: &str, title: &str, key: Option<&str>) -> CreateNotification {
+    CreateNotification {
+        user_id: user.into(),
+        category: "c".into(),
+        priority: None,
+        title: title.into(),
+        body: "b".into(),
+        data: None,
+        dedup_key: key.map(str::to_owned),
+    }
+}
+
+fn turn(user: &str, conv: &str, id: &str) -> NewTurn {
+    NewTurn {
+        user_id: user.into(),
+        conversation_id: conv.into(),
+        turn_id: id.into(),
+        meta: Some(json!({"m": 1})),
+    }
+}
+
+fn delta(t: &str) -> EventItem {
+    EventItem::Delta(t.into())
+}
+
+fn end(status: TurnStatus) -> EventItem {
+    EventItem::End(EndItem { status, error: None })
+}
+
+/// Runs every check, each on a fresh fixture.
+pub async fn run_all(f: &dyn Factory) {
+    every_endpoint_on_every_node_gets_every_event_in_order(f.make(100).await).await;
+    resume_replays_exactly_what_was_missed(f.make(100).await).await;
+    resume_fails_once_the_log_no_longer_holds_the_events(f.make(3).await).await;
+    turns_behave_the_same_whichever_node_is_asked(f.make(100).await).await;
+    a_batch_stops_at_the_first_refused_item(f.make(100).await).await;
+    an_ended_turn_waits_in_the_outbox_once_with_its_exact_text(f.make(100).await).await;
+    notification_dedup_holds_across_nodes(f.make(100).await).await;
+    missed_events_can_be_read_back(f.make(100).await).await;
+}
+
+pub async fn every_endpoint_on_every_node_gets_every_event_in_order(fx: Fixture) {
+    let (u1, u2) = (unique("u1"), unique("u2"));
+    let mut on_a = Endpoint::attach(&fx.a, &u1, None).await;
+    let mut on_b = Endpoint::attach(&fx.b, &u1, None).await;
+    let mut other = Endpoint::attach(&fx.a, &u2, None).await;
+    assert_eq!(on_a.att.epoch, on_b.att.epoch, "one log, one epoch, on every node");
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &fx.a } else { &fx.b };
+        let seq = node.backplane.mark_read(&u1, &format!("n{i}")).await.unwrap();
+        assert_eq!(seq, i + 1, "seq is contiguous from 1 whichever node appends");
+    }
+    let a = on_a.take(20).await;
+    assert_eq!(seqs(&a), (1..=20).collect::<Vec<_>>());
+    assert_eq!(a, on_b.take(20).await, "both nodes' endpoints saw the same events");
+    let (sent, _) = fx.b.backplane.notify(note(&u2, "for u2", None)).await.unwrap();
+    let got = other.take(1).await;
+    assert_eq!(got[0].seq, 1, "another user's log is apart");
+    assert_eq!(sent.seq, 1);
+}
+
+pub async fn resume_replays_exactly_what_was_missed(fx: Fixture) {
+    let u = unique("u");
+    let first = Endpoint::attach(&fx.a, &u, None).await;
+    for i in 0..5 {
+        fx.a.backplane.mark_read(&u, &format!("r{i}")).await.unwrap();
+    }
+    let mut back = Endpoint::attach(&fx.b, &u, Some(&first.resume_point(2))).await;
+    assert!(back.att.resumed);
+    assert_eq!(back.att.head, 5);
+    assert_eq!(back.replayed(), vec![3, 4, 5]);
+    fx.a.backplane.mark_read(&u, "live").await.unwrap();
+    assert_eq!(seqs(&back.take(1).await), vec![6], "live continues the replay, no overlap");
+
+    let wrong = ResumeFrom { epoch: "another-life".into(), after: 2 };
+    let e = Endpoint::attach(&fx.b, &u, Some(&wrong)).await;
+    assert!(!e.att.resumed && e.att.replay.is_empty(), "another epoch is not resumed");
+    let e = Endpoint::attach(&fx.a, &u, Some(&first.resume_point(99))).await;
+    assert!(!e.att.resumed, "a seq beyond the head is not of this log");
+    let e = Endpoint::attach(&fx.a, &u, Some(&first.resume_point(6))).await;
+    assert!(e.att.resumed && e.att.replay.is_empty(), "up to date: resumed, nothing to replay");
+}
+
+pub async fn resume_fails_once_the_log_no_longer_holds_the_events(fx: Fixture) {
+    let u = unique("u");
+    let first = Endpoint::attach(&fx.a, &u, None).await;
+    for i in 0..6 {
+        fx.b.backplane.mark_read(&u, &format!("t{i}")).await.unwrap();
+    }
+    let e = Endpoint::attach(&fx.a, &u, Some(&first.resume_point(1))).await;
+    assert!(!e.att.resumed, "seq 2 and 3 were trimmed (3 kept)");
+    let e = Endpoint::attach(&fx.b, &u, Some(&first.resume_point(3))).await;
+    assert!(e.att.resumed);
+    assert_eq!(e.replayed(), vec![4, 5, 6]);
+}
+
+pub async fn turns_behave_the_same_whichever_node_is_asked(fx: Fixture) {
+    let (u, id) = (unique("u"), unique("t"));
+    let mut device = Endpoint::attach(&fx.a, &u, None).await;
+    let (created, fresh) = fx.a.backplane.create_turn(turn(&u, "c", &id)).await.unwrap();
+    assert!(fresh);
+    let (again, fresh) = fx.b.backplane.create_turn(turn(&u, "c", &id)).await.unwrap();
+    assert_eq!((again.seq, fresh), (created.seq, false), "idempotent on any node");
+    assert!(matches!(
+        fx.b.backplane.create_turn(turn(&u, "other-conv", &id)).await,
+        Err(TurnError::Conflict(_))
+    ));
+    assert!(matches!(
+        fx.a.backplane.create_turn(turn("someone-else", "c", &id)).await,
+        Err(TurnError::Conflict(_))
+    ));
+
+    let items = vec![
+        delta("Hel"),
+        EventItem::Trace(TraceItem { kind: "tool_call".into(), data: json!({"x": 1}) }),
+        delta("lo "),
+        delta("wörld"),
+    ];
+    let applied = fx.b.backplane.apply(&id, items).await;
+    assert_eq!((applied.accepted, applied.refused.clone()), (4, None));
+    let snap = fx.a.backplane.snapshot(&u, &id).await.unwrap();
+    assert_eq!((snap.text.as_str(), snap.next_index), ("Hello wörld", 3));
+    assert_eq!(snap.as_of_seq, applied.last_seq.unwrap(), "consistent with the log position");
+    let state = fx.b.backplane.turn(&id).await.unwrap();
+    assert_eq!((state.text_len, state.status), (11, TurnStatus::Streaming));
+    assert!(matches!(
+        fx.a.backplane.snapshot("someone-else", &id).await,
+        Err(TurnError::NotFound(_))
+    ));
+    assert!(matches!(
+        fx.b.backplane.cancel("someone-else", &id).await,
+        Err(TurnError::NotFound(_))
+    ));
+
+    let end_seq = fx.b.backplane.cancel(&u, &id).await.unwrap();
+    let late = fx.a.backplane.apply(&id, vec![delta("late")]).await;
+    assert_eq!(late.accepted, 0);
+    assert!(matches!(late.refused, Some(TurnError::Ended { status: TurnStatus::Cancelled, .. })));
+    assert!(matches!(fx.a.backplane.cancel(&u, &id).await, Err(TurnError::Ended { .. })));
+    assert_eq!(fx.a.backplane.turn(&id).await.unwrap().status, TurnStatus::Cancelled);
+
+    let seen = device.take(6).await;
+    let kinds: Vec<&str> = seen.iter().map(|e| e.body.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["turn.start", "turn.delta", "turn.trace", "turn.delta", "turn.delta", "turn.end"]
+    );
+    assert_eq!(seen.last().unwrap().seq, end_seq);
+    let indexes: Vec<u64> = seen
+        .iter()
+        .filter_map(|e| match e.body {
+            EventBody::TurnDelta { index, .. } => Some(index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    assert!(matches!(fx.a.backplane.turn("no-such-turn").await, Err(TurnError::NotFound(_))));
+}
+
+pub async fn a_batch_stops_at_the_first_refused_item(fx: Fixture) {
+    let (u, id) = (unique("u"), unique("t"));
+    fx.a.backplane.create_turn(turn(&u, "c", &id)).await.unwrap();
+    let bad_end = fx.a.backplane.apply(&id, vec![delta("a"), end(TurnStatus::Cancelled)]).await;
+    assert_eq!(bad_end.accepted, 1);
+    assert!(matches!(bad_end.refused, Some(TurnError::Invalid(_))), "producers cannot cancel");
+    let applied =
+        fx.b.backplane
+            .apply(&id, vec![delta("b"), end(TurnStatus::Completed), delta("never")])
+            .await;
+    assert_eq!(applied.accepted, 2);
+    assert!(matches!(applied.refused, Some(TurnError::Ended { .. })));
+    let state = fx.a.backplane.turn(&id).await.unwrap();
+    assert_eq!((state.next_index, state.status), (2, TurnStatus::Completed));
+    let unknown = fx.a.backplane.apply("no-such-turn", vec![delta("x")]).await;
+    assert!(matches!(unknown.refused, Some(TurnError::NotFound(_))));
+}
+
+pub async fn an_ended_turn_waits_in_the_outbox_once_with_its_exact_text(fx: Fixture) {
+    let (u, id) = (unique("u"), unique("t"));
+    fx.a.backplane.create_turn(turn(&u, "conv", &id)).await.unwrap();
+    let trace = EventItem::Trace(TraceItem { kind: "reasoning".into(), data: json!(["why"]) });
+    let items = vec![delta("ab"), trace, delta("cé"), end(TurnStatus::Completed)];
+    assert_eq!(fx.b.backplane.apply(&id, items).await.accepted, 4);
+    // Ended again, and cancelled: refused, never a second entry.
+    assert!(fx.a.backplane.apply(&id, vec![end(TurnStatus::Failed)]).await.refused.is_some());
+    assert!(fx.a.backplane.cancel(&u, &id).await.is_err());
+    let stats = fx.outbox.stats().await.unwrap();
+    assert_eq!(stats.depth, 1);
+    let pending = fx.outbox.claim(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let t = &pending[0].turn;
+    assert_eq!(t.turn.turn_id, id);
+    assert_eq!((t.turn.user_id.as_str(), t.turn.conversation_id.as_str()), (u.as_str(), "conv"));
+    assert_eq!(t.turn.text, "abcé");
+    assert_eq!(t.turn.status, TurnStatus::Completed);
+    assert_eq!(t.turn.meta, json!({"m": 1}));
+    assert!(t.turn.completed_at_ms >= t.turn.created_at_ms && t.turn.created_at_ms > 0);
+    assert_eq!(t.traces.len(), 1);
+    assert_eq!((t.traces[0].kind.as_str(), &t.traces[0].data), ("reasoning", &json!(["why"])));
+    fx.outbox.complete(&id).await.unwrap();
+    assert_eq!(fx.outbox.stats().await.unwrap().depth, 0);
+}
+
+pub async fn notification_dedup_holds_across_nodes(fx: Fixture) {
+    let u = unique("u");
+    let mut device = Endpoint::attach(&fx.b, &u, None).await;
+    let (first, fresh) = fx.a.backplane.notify(note(&u, "once", Some("k1"))).await.unwrap();
+    assert!(fresh);
+    let (again, fresh) = fx.b.backplane.notify(note(&u, "twice", Some("k1"))).await.unwrap();
+    assert_eq!((again.clone(), fresh), (first.clone(), false), "the first id, nothing published");
+    let (_, fresh) = fx.b.backplane.notify(note(&unique("v"), "x", Some("k1"))).await.unwrap();
+    assert!(fresh, "keys are per user");
+    let (next, _) = fx.a.backplane.notify(note(&u, "next", None)).await.unwrap();
+    let seen = device.take(2).await;
+    assert_eq!(seqs(&seen), vec![first.seq, next.seq]);
+    assert!(matches!(&seen[0].body, EventBody::Notification { title, .. } if title == "once"));
+}
+
+pub async fn missed_events_can_be_read_back(fx: Fixture) {
+    let u = unique("u");
+    let e = Endpoint::attach(&fx.a, &u, None).await;
+    for i in 0..5 {
+        fx.b.backplane.mark_read(&u, &format!("m{i}")).await.unwrap();
+    }
+    let got = fx.a.backplane.missed(&u, &e.att.epoch, 1, 3).await.unwrap().expect("held");
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    assert!(fx.b.backplane.missed(&u, "another-life", 1, 3).await.unwrap().is_none());
+}

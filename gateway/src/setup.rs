@@ -1,0 +1,83 @@
+//! Builds the parts of a node from its settings: embedded mode (everything in this process, the
+//! outbox in a SQLite file) or Redis mode (logs, turns, presence, fan-out and the outbox shared
+//! through Redis); the turn store is the embedded one or PostgreSQL in either mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::Config;
+use presence::MemoryPresence;
+use store_client::{
+    EmbeddedOutbox, EmbeddedStore, Persister, PostgresStore, RetryPolicy, TurnStore,
+};
+
+use crate::backplane::{MemoryBackplane, MemoryLimits};
+use crate::hub::{Hub, Retention};
+use crate::metrics::Metrics;
+use crate::state::Parts;
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("GATEWAY_DATA_DIR: {0}")]
+    DataDir(store_client::StoreError),
+    #[error("GATEWAY_STORE_URL: {0}")]
+    Store(store_client::StoreError),
+}
+
+/// The retry policy of the outbox, from the settings.
+pub fn retry_policy(cfg: &Config) -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(cfg.outbox_retry_base_ms),
+        max: Duration::from_millis(cfg.outbox_retry_max_ms),
+        ..RetryPolicy::default()
+    }
+}
+
+/// The turn store the settings name: PostgreSQL (connected and migrated when it first answers,
+/// so a node starts during a database outage) or the embedded file.
+pub async fn store(cfg: &Config) -> Result<Arc<dyn TurnStore>, SetupError> {
+    Ok(match &cfg.store_url {
+        Some(url) => {
+            let pg =
+                PostgresStore::open(url, cfg.store_schema.as_deref()).map_err(SetupError::Store)?;
+            if let Err(e) = pg.ping().await {
+                tracing::warn!(error = %e, "PostgreSQL is not reachable yet; finished turns wait in the outbox");
+            }
+            Arc::new(pg)
+        }
+        None => Arc::new(
+            EmbeddedStore::open(&cfg.data_dir.join("store")).await.map_err(SetupError::DataDir)?,
+        ),
+    })
+}
+
+/// Embedded mode: one process holds every log, turn and presence entry.
+pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
+    let metrics = Arc::new(Metrics::new());
+    let retention = Retention {
+        count: cfg.log_retention as usize,
+        age: Duration::from_millis(cfg.log_retention_ms),
+    };
+    let hub = Arc::new(Hub::new(
+        retention,
+        cfg.max_endpoints_per_user as usize,
+        cfg.outbound_queue as usize,
+        metrics.clone(),
+    ));
+    let store = store(cfg).await?;
+    let outbox = Arc::new(EmbeddedOutbox::open(&cfg.data_dir).await.map_err(SetupError::DataDir)?);
+    let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));
+    let backplane = Arc::new(MemoryBackplane::new(
+        hub.clone(),
+        outbox,
+        persister.clone(),
+        MemoryLimits {
+            turn_retention: Duration::from_millis(cfg.turn_retention_ms),
+            dedup_window: Duration::from_millis(cfg.dedup_window_ms),
+            max_text: cfg.store_max_text_bytes as usize,
+        },
+    ));
+    let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
+    Ok(Parts { hub, backplane, presence, store, persister, metrics })
+}

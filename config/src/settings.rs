@@ -31,7 +31,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "none",
         "comma-separated Origins allowed on /v1/ws and /v1/sse (`*` for any); requests without Origin are always allowed; --dev: any",
     ),
-    ("redis_url", "unset: embedded", "Redis for presence, log and cross-node fan-out"),
+    (
+        "redis_url",
+        "unset: embedded",
+        "Redis for presence, log and cross-node fan-out: `redis://host:port` (a single instance, or any node of a cluster) or `redis+cluster://host:port,host:port`",
+    ),
+    (
+        "redis_prefix",
+        "gw",
+        "prefix of every Redis key and channel (deployments sharing a Redis differ by it)",
+    ),
     ("store_url", "unset: embedded", "postgres://… for the turn store"),
     (
         "store_schema",
@@ -136,6 +145,7 @@ pub struct Config {
     pub auth_leeway_ms: u64,
     pub allowed_origins: OriginPolicy,
     pub redis_url: Option<String>,
+    pub redis_prefix: String,
     pub store_url: Option<String>,
     pub store_schema: Option<String>,
     pub data_dir: PathBuf,
@@ -184,6 +194,7 @@ impl Default for Config {
             auth_leeway_ms: 5_000,
             allowed_origins: OriginPolicy::NoneAllowed,
             redis_url: None,
+            redis_prefix: "gw".into(),
             store_url: None,
             store_schema: None,
             data_dir: PathBuf::from("./data"),
@@ -388,6 +399,14 @@ impl Config {
             "redis_url" => {
                 self.redis_url =
                     Some(parse::url_with_schemes(v, &["redis", "rediss", "redis+cluster"])?)
+            }
+            "redis_prefix" => {
+                let p = parse::non_empty(v)?;
+                if !p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                {
+                    return Err(format!("{p:?}: letters, digits, _ - . only"));
+                }
+                self.redis_prefix = p;
             }
             "store_url" => {
                 self.store_url = Some(parse::url_with_schemes(v, &["postgres", "postgresql"])?)

@@ -32,11 +32,6 @@ fn main() {
     for name in &cfg.unknown_variables {
         tracing::warn!(variable = %name, "unknown GATEWAY_ variable ignored (a typo?)");
     }
-    if cfg.redis_url.is_some() {
-        usage_error(
-            "GATEWAY_REDIS_URL: Redis mode is not available in this build yet; unset it to run embedded",
-        );
-    }
     let verifier = Verifier::from_config(&cfg).unwrap_or_else(|e| usage_error(e));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| {
@@ -50,7 +45,7 @@ fn main() {
 }
 
 async fn run(cfg: Config, verifier: Verifier) -> anyhow::Result<()> {
-    let parts = gateway::setup::embedded(&cfg).await?;
+    let parts = gateway::setup::parts(&cfg).await?;
     let state = AppState::new(&cfg, verifier, parts);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

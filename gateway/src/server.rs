@@ -92,6 +92,8 @@ impl Background {
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move { s.persister.run(st).await });
         let (s, st) = (state.clone(), stop.clone());
+        tasks.spawn(async move { s.backplane.run(st).await });
+        let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move {
             every(OUTBOX_STATS_EVERY, &st, || async {
                 s.metrics.persistence(&s.persister.counters);
@@ -123,20 +125,7 @@ impl Background {
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move {
             // Refresh well inside the TTL so one late beat does not drop live endpoints.
-            every(s.presence.ttl() / 3, &st, || async {
-                let keys: Vec<EndpointKey> = s
-                    .local_endpoints
-                    .iter()
-                    .map(|e| EndpointKey {
-                        user_id: e.value().to_string(),
-                        conn_id: e.key().clone(),
-                    })
-                    .collect();
-                if let Err(e) = s.presence.refresh(&keys).await {
-                    tracing::warn!(error = %e, "presence refresh failed");
-                }
-            })
-            .await;
+            every(s.presence.ttl() / 3, &st, || refresh_presence(&s)).await;
         });
         Background { stop, tasks }
     }
@@ -144,6 +133,31 @@ impl Background {
     async fn stop(mut self) {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// One presence beat: every endpoint of this node in one batched refresh, and those presence
+/// lost meanwhile (the node was cut off past the TTL, Redis restarted) registered again.
+async fn refresh_presence(s: &AppState) {
+    let keys: Vec<EndpointKey> = s
+        .local_endpoints
+        .iter()
+        .map(|e| EndpointKey { user_id: e.value().0.to_string(), conn_id: e.key().clone() })
+        .collect();
+    let missing = match s.presence.refresh(&keys).await {
+        Ok(m) => m,
+        Err(e) => return tracing::warn!(error = %e, "presence refresh failed"),
+    };
+    if !missing.is_empty() {
+        tracing::info!(endpoints = missing.len(), "registering endpoints presence had lost");
+    }
+    for key in missing {
+        let Some(info) = s.local_endpoints.get(&key.conn_id).map(|e| e.value().1.clone()) else {
+            continue; // closed meanwhile
+        };
+        if let Err(e) = s.presence.register(&key.user_id, info).await {
+            return tracing::warn!(error = %e, "presence re-register failed");
+        }
     }
 }
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use config::Config;
-use presence::MemoryPresence;
+use presence::{MemoryPresence, RedisPresence};
 use store_client::{
     EmbeddedOutbox, EmbeddedStore, Persister, PostgresStore, RetryPolicy, TurnStore,
 };
 
-use crate::backplane::{MemoryBackplane, MemoryLimits};
+use crate::backplane::redis::{RedisLink, RedisSettings};
+use crate::backplane::{MemoryBackplane, MemoryLimits, RedisBackplane};
 use crate::hub::{Hub, Retention};
 use crate::metrics::Metrics;
 use crate::state::Parts;
@@ -19,6 +20,8 @@ use crate::state::Parts;
 /// Why a node cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    #[error("GATEWAY_REDIS_URL: cannot connect to Redis: {0}")]
+    Redis(redis::RedisError),
     #[error("GATEWAY_DATA_DIR: {0}")]
     DataDir(store_client::StoreError),
     #[error("GATEWAY_STORE_URL: {0}")]
@@ -52,19 +55,57 @@ pub async fn store(cfg: &Config) -> Result<Arc<dyn TurnStore>, SetupError> {
     })
 }
 
-/// Embedded mode: one process holds every log, turn and presence entry.
-pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
-    let metrics = Arc::new(Metrics::new());
-    let retention = Retention {
-        count: cfg.log_retention as usize,
-        age: Duration::from_millis(cfg.log_retention_ms),
-    };
-    let hub = Arc::new(Hub::new(
+/// The parts of the mode the settings ask for.
+pub async fn parts(cfg: &Config) -> Result<Parts, SetupError> {
+    match &cfg.redis_url {
+        Some(url) => redis(cfg, url).await,
+        None => embedded(cfg).await,
+    }
+}
+
+/// A hub for `cfg`; `keep`: events each user log keeps in this process (0 in Redis mode,
+/// where the logs are in Redis).
+fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
+    let retention = Retention { count: keep, age: Duration::from_millis(cfg.log_retention_ms) };
+    Arc::new(Hub::new(
         retention,
         cfg.max_endpoints_per_user as usize,
         cfg.outbound_queue as usize,
         metrics.clone(),
+    ))
+}
+
+/// Redis mode: logs, turns, dedup keys, presence and the outbox in Redis, shared by every node.
+pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
+    let metrics = Arc::new(Metrics::new());
+    let hub = hub(cfg, 0, &metrics);
+    let link =
+        RedisLink::connect(url, &cfg.redis_prefix, hub.clone()).await.map_err(SetupError::Redis)?;
+    let store = store(cfg).await?;
+    let max_text = cfg.store_max_text_bytes as usize;
+    let turn_retention = Duration::from_millis(cfg.turn_retention_ms);
+    let outbox = Arc::new(link.outbox(turn_retention, max_text));
+    let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));
+    let presence = Arc::new(RedisPresence::with_connection(
+        link.conns.commands.clone(),
+        &cfg.redis_prefix,
+        Duration::from_millis(cfg.presence_ttl_ms),
     ));
+    let settings = RedisSettings {
+        keep: cfg.log_retention as usize,
+        age: Duration::from_millis(cfg.log_retention_ms),
+        dedup_window: Duration::from_millis(cfg.dedup_window_ms),
+        max_text,
+    };
+    let backplane =
+        Arc::new(RedisBackplane::new(link, hub.clone(), outbox, persister.clone(), settings));
+    Ok(Parts { hub, backplane, presence, store, persister, metrics })
+}
+
+/// Embedded mode: one process holds every log, turn and presence entry.
+pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
+    let metrics = Arc::new(Metrics::new());
+    let hub = hub(cfg, cfg.log_retention as usize, &metrics);
     let store = store(cfg).await?;
     let outbox = Arc::new(EmbeddedOutbox::open(&cfg.data_dir).await.map_err(SetupError::DataDir)?);
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));

@@ -74,7 +74,7 @@ pub struct Shared {
     pub persister: Arc<Persister>,
     pub metrics: Arc<Metrics>,
     /// This node's endpoints (conn_id → user), for the batched presence refresh.
-    pub local_endpoints: DashMap<String, Arc<str>>,
+    pub local_endpoints: DashMap<String, (Arc<str>, Arc<wire::EndpointInfo>)>,
     /// Cancelled when the node starts draining: every connection says goodbye.
     pub shutdown: CancellationToken,
     /// WebSocket connection tasks, which hyper does not track once upgraded.

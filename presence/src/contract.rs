@@ -92,7 +92,7 @@ pub async fn refresh_keeps_entries_alive(p: &dyn PresenceRegistry) {
     // Refresh node n1's endpoints in one batch, three times across more than a TTL.
     for _ in 0..3 {
         tokio::time::sleep(ttl / 2).await;
-        p.refresh(&keys).await.unwrap();
+        assert!(p.refresh(&keys).await.unwrap().is_empty(), "all still listed");
     }
     assert_eq!(ids(&p.list("u1").await.unwrap()), ["kept"]);
     assert_eq!(ids(&p.list("u2").await.unwrap()), ["kept2"]);
@@ -102,7 +102,12 @@ pub async fn a_late_refresh_does_not_resurrect(p: &dyn PresenceRegistry) {
     let ttl = p.ttl();
     p.register("u1", endpoint("late", "n1")).await.unwrap();
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    // Its node was silent past the TTL (as a killed node is): a refresh now must not bring it back.
-    p.refresh(&[EndpointKey { user_id: "u1".into(), conn_id: "late".into() }]).await.unwrap();
+    // Its node was silent past the TTL (as a killed node is): a refresh now must not bring it
+    // back, and says it is gone so a node still holding it can register it again.
+    let late = EndpointKey { user_id: "u1".into(), conn_id: "late".into() };
+    let never = EndpointKey { user_id: "u9".into(), conn_id: "never".into() };
+    let mut missing = p.refresh(&[late.clone(), never.clone()]).await.unwrap();
+    missing.sort_by_key(|k| (k.user_id.clone(), k.conn_id.clone()));
+    assert_eq!(missing, vec![late, never]);
     assert!(p.list("u1").await.unwrap().is_empty());
 }

@@ -17,7 +17,7 @@ mod redis;
 
 pub use error::PresenceError;
 pub use memory::MemoryPresence;
-pub use redis::RedisPresence;
+pub use redis::{RedisPresence, slot_tag};
 pub use wire::EndpointInfo;
 
 use std::sync::Arc;
@@ -46,9 +46,10 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     /// Removes one endpoint at once (a clean close). Unknown endpoints are not an error.
     async fn unregister(&self, user_id: &str, conn_id: &str) -> Result<(), PresenceError>;
 
-    /// Extends the life of many endpoints in one call (a node's heartbeat). Entries that were
-    /// pruned meanwhile are not brought back: the caller re-registers those it still holds.
-    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<(), PresenceError>;
+    /// Extends the life of many endpoints in one call (a node's heartbeat). Entries that expired
+    /// or were lost meanwhile (the node was cut off past the TTL, Redis restarted) are not
+    /// brought back: they are returned, and the caller re-registers those still connected.
+    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<Vec<EndpointKey>, PresenceError>;
 
     /// The user's live endpoints on every node, oldest first; expired entries are pruned.
     async fn list(&self, user_id: &str) -> Result<Vec<EndpointInfo>, PresenceError>;

@@ -55,18 +55,21 @@ impl PresenceRegistry for MemoryPresence {
         Ok(())
     }
 
-    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<(), PresenceError> {
+    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<Vec<EndpointKey>, PresenceError> {
         let now = Instant::now();
         let expires = now + self.ttl;
+        let mut missing = Vec::new();
         for key in endpoints {
             if let Some(mut eps) = self.users.get_mut(&key.user_id)
                 && let Some(e) = eps.get_mut(&key.conn_id)
                 && e.expires > now
             {
                 e.expires = expires;
+            } else {
+                missing.push(key.clone());
             }
         }
-        Ok(())
+        Ok(missing)
     }
 
     async fn list(&self, user_id: &str) -> Result<Vec<EndpointInfo>, PresenceError> {

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{ErrorKind, Script};
+use futures_util::StreamExt;
+use redis::Script;
+use redis::aio::{ConnectionLike, ConnectionManager};
 
 use crate::{EndpointInfo, EndpointKey, PresenceError, PresenceRegistry};
 
@@ -35,16 +36,17 @@ const REFRESH: &str = r"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ttl = tonumber(ARGV[1])
-local kept = 0
+local missing = {}
 for i = 2, #ARGV do
   local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if s and tonumber(s) > now then
     redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
-    kept = kept + 1
+  else
+    missing[#missing + 1] = ARGV[i]
   end
 end
-if kept > 0 then for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl * 2) end end
-return kept
+if #missing < #ARGV - 1 then for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl * 2) end end
+return missing
 ";
 
 const UNREGISTER: &str = r"
@@ -65,11 +67,15 @@ if #live == 0 then return {} end
 return redis.call('HMGET', KEYS[2], unpack(live))
 ";
 
-/// Presence kept in Redis.
+/// How many per-user refresh scripts are in flight at once during a beat.
+const REFRESH_IN_FLIGHT: usize = 256;
+
+/// Presence kept in Redis, over any connection: a single instance's [`ConnectionManager`], or
+/// a cluster connection (every script touches one user's slot).
 #[derive(Clone)]
-pub struct RedisPresence {
+pub struct RedisPresence<C = ConnectionManager> {
     /// Multiplexed and reconnecting; every call has a response timeout.
-    conn: ConnectionManager,
+    conn: C,
     /// Key prefix: lets deployments (and tests) share one Redis.
     ns: Arc<str>,
     ttl: Duration,
@@ -98,9 +104,12 @@ impl RedisPresence {
         let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
         Ok(Self::with_connection(conn, ns, ttl))
     }
+}
 
-    /// Uses an existing connection (tests give each registry its own namespace).
-    pub fn with_connection(conn: ConnectionManager, ns: &str, ttl: Duration) -> Self {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisPresence<C> {
+    /// Uses an existing connection (the gateway shares its own; tests give each registry its
+    /// own namespace).
+    pub fn with_connection(conn: C, ns: &str, ttl: Duration) -> Self {
         RedisPresence {
             conn,
             ns: Arc::from(ns),
@@ -120,17 +129,45 @@ impl RedisPresence {
     }
 
     fn keys(&self, user: &str) -> [String; 3] {
-        let base = format!("{}:{{{user}}}", self.ns);
+        let base = format!("{}:{{{}}}", self.ns, slot_tag(user));
         [format!("{base}:pz"), format!("{base}:pi"), format!("{base}:pn")]
     }
 
     fn ttl_ms(&self) -> u64 {
         self.ttl.as_millis() as u64
     }
+
+    /// Refreshes one user's endpoints; returns those no longer listed.
+    async fn refresh_user(
+        &self,
+        user: String,
+        conns: Vec<String>,
+    ) -> Result<Vec<EndpointKey>, PresenceError> {
+        let [z, i, n] = self.keys(&user);
+        let mut inv = self.scripts.refresh.key(z);
+        inv.key(i).key(n).arg(self.ttl_ms()).arg(conns);
+        let mut conn = self.conn.clone();
+        let missing: Vec<String> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(missing
+            .into_iter()
+            .map(|conn_id| EndpointKey { user_id: user.clone(), conn_id })
+            .collect())
+    }
+}
+
+/// The hash tag of a user's keys: the user id, unless it holds a brace (which would end or
+/// empty the tag and scatter the user's keys over slots), then its hex form.
+pub fn slot_tag(user: &str) -> std::borrow::Cow<'_, str> {
+    if user.contains(['{', '}']) {
+        let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
+        std::borrow::Cow::Owned(format!("#{hex}"))
+    } else {
+        std::borrow::Cow::Borrowed(user)
+    }
 }
 
 #[async_trait]
-impl PresenceRegistry for RedisPresence {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> PresenceRegistry for RedisPresence<C> {
     async fn register(
         &self,
         user_id: &str,
@@ -170,49 +207,22 @@ impl PresenceRegistry for RedisPresence {
         Ok(())
     }
 
-    /// One round trip for the whole batch: a pipeline of one script call per user.
-    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<(), PresenceError> {
-        if endpoints.is_empty() {
-            return Ok(());
-        }
-        let mut by_user: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    /// One script per user (all that user's endpoints), every one in flight at once on the
+    /// multiplexed connection: a beat costs about one round trip, not one per endpoint. (Not one
+    /// pipeline: on a cluster a pipeline must stay within one slot.)
+    async fn refresh(&self, endpoints: &[EndpointKey]) -> Result<Vec<EndpointKey>, PresenceError> {
+        let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for e in endpoints {
-            by_user.entry(&e.user_id).or_default().push(&e.conn_id);
+            by_user.entry(e.user_id.clone()).or_default().push(e.conn_id.clone());
         }
-        let mut invocations = Vec::with_capacity(by_user.len());
-        for (user, conns) in &by_user {
-            let [z, i, n] = self.keys(user);
-            let mut inv = self.scripts.refresh.key(z);
-            inv.key(i).key(n).arg(self.ttl_ms());
-            for c in conns {
-                inv.arg(*c);
-            }
-            invocations.push(inv);
+        let mut results = futures_util::stream::iter(by_user)
+            .map(|(user, conns)| self.refresh_user(user, conns))
+            .buffer_unordered(REFRESH_IN_FLIGHT);
+        let mut missing = Vec::new();
+        while let Some(r) = results.next().await {
+            missing.extend(r?);
         }
-        let mut conn = self.conn.clone();
-        for attempt in 0..2 {
-            let mut pipe = redis::pipe();
-            for inv in &invocations {
-                pipe.invoke_script(inv);
-            }
-            match pipe.query_async::<Vec<i64>>(&mut conn).await {
-                Ok(_) => return Ok(()),
-                // A restarted Redis forgot the script: load it and try once more.
-                Err(e)
-                    if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript)
-                        && attempt == 0 =>
-                {
-                    self.scripts
-                        .refresh
-                        .prepare_invoke()
-                        .load_async(&mut conn)
-                        .await
-                        .map_err(unavailable)?;
-                }
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Ok(())
+        Ok(missing)
     }
 
     async fn list(&self, user_id: &str) -> Result<Vec<EndpointInfo>, PresenceError> {

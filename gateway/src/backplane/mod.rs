@@ -2,7 +2,7 @@
 //! dedup keys live, and how events reach this node's endpoints.
 //!
 //! - [`MemoryBackplane`]: all of it in this process (embedded mode, one node);
-//! - `RedisBackplane`: all of it in Redis, shared by every node (Redis mode).
+//! - [`RedisBackplane`]: all of it in Redis, shared by every node (Redis mode).
 //!
 //! It is one trait, not a log trait beside a turn trait, because a turn's change and the event
 //! announcing it must be one atomic step: in memory under the turn's lock, in Redis one script.
@@ -12,13 +12,16 @@
 
 pub mod contract;
 mod memory;
+pub mod redis;
 
 pub use memory::{MemoryBackplane, MemoryLimits};
+pub use redis::RedisBackplane;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use wire::TurnStatus;
 use wire::api::{CreateNotification, EventItem, NotificationAccepted, TurnCreated, TurnState};
 
@@ -140,6 +143,12 @@ pub trait Backplane: Send + Sync + 'static {
     /// Periodic housekeeping (expired logs, turns and dedup keys; keeping the logs of
     /// connected users alive).
     async fn sweep(&self);
+
+    /// The backplane's own background work until `stop` (Redis: restoring lost subscriptions
+    /// and catching endpoints up).
+    async fn run(&self, stop: CancellationToken) {
+        stop.cancelled().await;
+    }
 }
 
 /// Unicode scalar values in `text` (what `text_len` counts).

@@ -167,6 +167,25 @@ impl Hub {
         });
     }
 
+    /// Notes where `user`'s log stands (Redis mode, read at attach): what this node has seen.
+    pub fn observe(&self, user: &str, epoch: &str, head: u64) {
+        let Some(slot) = self.users.get(user).map(|s| s.clone()) else { return };
+        let mut log = slot.lock();
+        if *log.epoch != *epoch {
+            log.epoch = Arc::from(epoch);
+        }
+        log.ring.observe(head);
+    }
+
+    /// Tells every endpoint of `user` here to close with `code`.
+    pub fn close_user(&self, user: &str, code: u16) {
+        if let Some(slot) = self.users.get(user).map(|s| s.clone()) {
+            for (_, ep) in &slot.lock().endpoints {
+                ep.close(code);
+            }
+        }
+    }
+
     /// Every user with endpoints here, with the epoch and newest seq this node has seen of their
     /// log (Redis mode: what a resubscribed node compares with Redis to catch up).
     pub fn seen(&self) -> Vec<(Arc<str>, Arc<str>, u64)> {
@@ -306,6 +325,10 @@ impl Hub {
                 ep.close(code);
             }
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Number of users with a log in memory.

@@ -56,7 +56,9 @@ impl Session {
         if let Err(e) = state.presence.register(&principal.user_id, info.clone()).await {
             tracing::warn!(error = %e, conn_id = %info.conn_id, "presence register failed; the refresh will retry");
         }
-        state.local_endpoints.insert(info.conn_id.clone(), principal.user_id.clone());
+        state
+            .local_endpoints
+            .insert(info.conn_id.clone(), (principal.user_id.clone(), info.clone()));
         state.metrics.endpoint_opened(transport);
         let session = Session {
             state,

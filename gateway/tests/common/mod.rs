@@ -4,6 +4,9 @@
 /// PostgreSQL for tests (a schema each, a switchable proxy), shared with the store's own tests.
 #[path = "../../../store-client/tests/support/mod.rs"]
 pub mod pg;
+/// A private `redis-server` (or `REDIS_URL`), shared with the presence tests.
+#[path = "../../../presence/tests/support/mod.rs"]
+pub mod redis_server;
 pub mod sse;
 pub mod ws;
 

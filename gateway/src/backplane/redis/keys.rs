@@ -1,0 +1,130 @@
+//! Key and channel names. Everything of one user carries the user's hash tag (`{user}`), so
+//! every script touches one slot and runs on a Redis Cluster; the outbox has a slot of its own
+//! (`{<ns>:outbox}`); only the turn index (turn id → user) lives elsewhere, and is read alone.
+
+use presence::slot_tag;
+
+/// Names under one namespace (deployments, and tests, share a Redis by namespace).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    ns: String,
+}
+
+/// The keys of one user's log.
+pub struct LogKeys {
+    /// LIST of `<ms>|<event JSON with seq>`, oldest first, capped by count and age.
+    pub log: String,
+    /// HASH `epoch`, `head` (newest seq).
+    pub meta: String,
+    /// Where the user's events are published.
+    pub channel: String,
+}
+
+/// The keys of one turn, in its user's slot.
+pub struct TurnKeys {
+    /// HASH of its state: user, conv, status, next, chars, start, created, meta, trunc, ended.
+    pub state: String,
+    /// STRING: the text so far (up to the stored-text limit).
+    pub text: String,
+    /// LIST of its traces (`{"kind","data"}`), for the finalised record.
+    pub traces: String,
+}
+
+/// The outbox of finished turns waiting for the store.
+pub struct OutboxKeys {
+    /// ZSET turn id → when it may next be tried (Unix ms).
+    pub due: String,
+    /// ZSET turn id → when it was enqueued.
+    pub age: String,
+    /// HASH turn id → user (where its state is).
+    pub who: String,
+    /// HASH turn id → failed attempts.
+    pub tries: String,
+    /// HASH turn id → `user|error` of turns set aside.
+    pub aside: String,
+}
+
+impl Keys {
+    pub fn new(ns: &str) -> Self {
+        Keys { ns: ns.to_owned() }
+    }
+
+    fn user(&self, user: &str) -> String {
+        format!("{}:{{{}}}", self.ns, slot_tag(user))
+    }
+
+    pub fn log(&self, user: &str) -> LogKeys {
+        let u = self.user(user);
+        LogKeys { log: format!("{u}:log"), meta: format!("{u}:meta"), channel: format!("{u}:ch") }
+    }
+
+    pub fn turn(&self, user: &str, turn_id: &str) -> TurnKeys {
+        let u = self.user(user);
+        TurnKeys {
+            state: format!("{u}:t:{turn_id}"),
+            text: format!("{u}:tx:{turn_id}"),
+            traces: format!("{u}:tr:{turn_id}"),
+        }
+    }
+
+    pub fn dedup(&self, user: &str, key: &str) -> String {
+        format!("{}:dd:{key}", self.user(user))
+    }
+
+    /// turn id → `<user>\n<conversation>`: finds a turn's slot from its id alone.
+    pub fn turn_index(&self, turn_id: &str) -> String {
+        format!("{}:turn:{turn_id}", self.ns)
+    }
+
+    pub fn outbox(&self) -> OutboxKeys {
+        let o = format!("{{{}:outbox}}", self.ns);
+        OutboxKeys {
+            due: format!("{o}:due"),
+            age: format!("{o}:age"),
+            who: format!("{o}:who"),
+            tries: format!("{o}:tries"),
+            aside: format!("{o}:aside"),
+        }
+    }
+
+    /// The user a channel belongs to (the inverse of `log(user).channel`).
+    pub fn user_of_channel<'a>(&self, channel: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        let tag =
+            channel.strip_prefix(self.ns.as_str())?.strip_prefix(":{")?.strip_suffix("}:ch")?;
+        match tag.strip_prefix('#') {
+            None => Some(std::borrow::Cow::Borrowed(tag)),
+            Some(hex) => {
+                let bytes: Option<Vec<u8>> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                    .collect();
+                String::from_utf8(bytes?).ok().map(std::borrow::Cow::Owned)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_keys_share_one_tag_and_channels_map_back() {
+        let k = Keys::new("gw");
+        for user in ["alice", "a}b", "{x}", "é:1"] {
+            let log = k.log(user);
+            let tag = |key: &str| {
+                let open = key.find('{').unwrap();
+                let close = open + key[open..].find('}').unwrap();
+                key[open + 1..close].to_owned()
+            };
+            let t = tag(&log.log);
+            assert!(!t.is_empty(), "{user}: an empty tag would scatter the keys");
+            for key in [&log.meta, &log.channel, &k.turn(user, "t1").text, &k.dedup(user, "d")] {
+                assert_eq!(tag(key), t, "{user}: {key}");
+            }
+            assert_eq!(k.user_of_channel(&log.channel).unwrap(), user);
+        }
+        assert!(k.user_of_channel("other:{x}:ch").is_none());
+    }
+}

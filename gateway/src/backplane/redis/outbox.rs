@@ -1,0 +1,282 @@
+//! The outbox in Redis mode. A turn's state (text, traces, times) is already in Redis, in its
+//! user's slot; the outbox (a slot of its own) holds only which turns wait, so it can be written
+//! *before* the end: a crash of the node between the end and anything after it still leaves
+//! the turn on its way to the store, and any node may store it. Claims lease entries, so two
+//! nodes do not store one turn at once (and if they did, the store's idempotent write would
+//! keep one row).
+//!
+//! An ended turn's keys do not expire until it is stored; then they live the turn retention
+//! (its idempotency window) and go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use store_client::outbox::now_ms;
+use store_client::{FinalTurn, Outbox, OutboxStats, Pending, StoreError, Trace};
+use wire::TurnStatus;
+
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::Scripts;
+use crate::backplane::{FinalParts, final_turn};
+
+/// How long an entry whose turn still streams is kept: the end it announced never came (the
+/// node died between the two steps, or the end was refused), so it is dropped after this.
+const NO_END_AFTER: Duration = Duration::from_secs(60);
+/// When to look again at an entry whose turn still streams.
+const NOT_ENDED_YET: Duration = Duration::from_secs(1);
+
+pub struct RedisOutbox {
+    conn: RedisConn,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+    /// How long a stored turn's state is kept (its idempotency window).
+    turn_retention: Duration,
+    /// The longest text stored (a turn's text never grows past it anyway).
+    max_text: usize,
+    /// turn → user, for the entries this node claimed.
+    claimed: DashMap<String, String>,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("Redis (outbox): {e}"))
+}
+
+impl RedisOutbox {
+    pub fn new(
+        conn: RedisConn,
+        keys: Keys,
+        scripts: Arc<Scripts>,
+        turn_retention: Duration,
+        max_text: usize,
+    ) -> Self {
+        RedisOutbox { conn, keys, scripts, turn_retention, max_text, claimed: DashMap::new() }
+    }
+
+    /// Records that `turn_id` of `user` is about to end (before the end itself).
+    pub async fn add(&self, turn_id: &str, user: &str) -> redis::RedisResult<()> {
+        let k = self.keys.outbox();
+        let now = now_ms();
+        let _: i64 = self
+            .scripts
+            .outbox_add
+            .key(k.due)
+            .key(k.age)
+            .key(k.who)
+            .arg(turn_id)
+            .arg(user)
+            .arg(now)
+            .arg(now)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn done(&self, turn_id: &str) -> Result<(), StoreError> {
+        let k = self.keys.outbox();
+        let _: i64 = self
+            .scripts
+            .outbox_done
+            .key(k.due)
+            .key(k.age)
+            .key(k.who)
+            .key(k.tries)
+            .arg(turn_id)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        self.claimed.remove(turn_id);
+        Ok(())
+    }
+
+    async fn retry_at(&self, turn_id: &str, at_ms: i64, attempts: u32) -> Result<(), StoreError> {
+        let k = self.keys.outbox();
+        let _: i64 = self
+            .scripts
+            .outbox_retry
+            .key(k.due)
+            .key(k.tries)
+            .arg(turn_id)
+            .arg(at_ms)
+            .arg(attempts)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The finished turn, from its state; `None` when it has not ended (or is gone).
+    async fn assemble(&self, turn_id: &str, user: &str) -> Result<Assembled, StoreError> {
+        let t = self.keys.turn(user, turn_id);
+        let raw: Option<redis::Value> = self
+            .scripts
+            .read_turn
+            .key(self.keys.log(user).meta)
+            .key(t.state)
+            .key(t.text)
+            .key(t.traces)
+            .arg("")
+            .arg("final")
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let Some(raw) = raw else { return Ok(Assembled::Gone) };
+        let f = super::TurnFields::parse(raw).map_err(StoreError::Corrupt)?;
+        if f.status == TurnStatus::Streaming {
+            return Ok(Assembled::Streaming);
+        }
+        let traces = f
+            .traces
+            .iter()
+            .map(|t| serde_json::from_str::<Trace>(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("trace of {turn_id}: {e}")))?;
+        let parts = FinalParts {
+            turn_id: turn_id.to_owned(),
+            conversation_id: f.conversation_id,
+            user_id: f.user_id,
+            status: f.status,
+            text: f.text,
+            truncated: f.truncated,
+            created_at_ms: f.created_ms,
+            completed_at_ms: f.ended_ms,
+            meta: f.meta,
+        };
+        Ok(Assembled::Ended(final_turn(parts, traces, self.max_text)))
+    }
+}
+
+enum Assembled {
+    Ended(FinalTurn),
+    Streaming,
+    Gone,
+}
+
+#[async_trait]
+impl Outbox for RedisOutbox {
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Pending>, StoreError> {
+        let k = self.keys.outbox();
+        let now = now_ms();
+        let raw: Vec<String> = self
+            .scripts
+            .outbox_claim
+            .key(k.due)
+            .key(k.age)
+            .key(k.who)
+            .key(k.tries)
+            .arg(now)
+            .arg(lease.as_millis() as u64)
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for entry in raw.chunks_exact(4) {
+            let (turn_id, user) = (&entry[0], &entry[1]);
+            let attempts = entry[2].parse().unwrap_or(0);
+            let enqueued_ms = entry[3].parse::<f64>().unwrap_or(0.0) as i64;
+            match self.assemble(turn_id, user).await? {
+                Assembled::Ended(turn) => {
+                    self.claimed.insert(turn_id.clone(), user.clone());
+                    out.push(Pending { turn, attempts, enqueued_ms });
+                }
+                Assembled::Streaming if now - enqueued_ms < NO_END_AFTER.as_millis() as i64 => {
+                    self.retry_at(turn_id, now + NOT_ENDED_YET.as_millis() as i64, attempts)
+                        .await?;
+                }
+                Assembled::Streaming => {
+                    tracing::warn!(%turn_id, "an announced end never came; outbox entry dropped");
+                    self.done(turn_id).await?;
+                }
+                Assembled::Gone => {
+                    tracing::error!(%turn_id, %user, "turn state gone before it was stored (Redis lost data?)");
+                    self.done(turn_id).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stored: the turn's state now lives only its retention period, then the entry goes.
+    async fn complete(&self, turn_id: &str) -> Result<(), StoreError> {
+        let user = match self.claimed.get(turn_id).map(|u| u.clone()) {
+            Some(u) => Some(u),
+            None => redis::cmd("HGET")
+                .arg(self.keys.outbox().who)
+                .arg(turn_id)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?,
+        };
+        if let Some(user) = user {
+            let t = self.keys.turn(&user, turn_id);
+            let ttl = self.turn_retention.as_millis() as u64;
+            let _: i64 = self
+                .scripts
+                .touch
+                .key(t.state)
+                .key(t.text)
+                .key(t.traces)
+                .arg(ttl)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+            let _: i64 = redis::cmd("PEXPIRE")
+                .arg(self.keys.turn_index(turn_id))
+                .arg(ttl)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        self.done(turn_id).await
+    }
+
+    async fn reschedule(
+        &self,
+        turn_id: &str,
+        attempts: u32,
+        delay: Duration,
+        _error: &str,
+    ) -> Result<(), StoreError> {
+        self.retry_at(turn_id, now_ms() + delay.as_millis() as i64, attempts).await
+    }
+
+    async fn set_aside(&self, turn_id: &str, error: &str) -> Result<(), StoreError> {
+        let k = self.keys.outbox();
+        let _: i64 = self
+            .scripts
+            .outbox_aside
+            .key(k.due)
+            .key(k.age)
+            .key(k.who)
+            .key(k.tries)
+            .key(k.aside)
+            .arg(turn_id)
+            .arg(error)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        self.claimed.remove(turn_id);
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, StoreError> {
+        let k = self.keys.outbox();
+        let (depth, oldest, aside): (u64, String, u64) = self
+            .scripts
+            .outbox_stats
+            .key(k.due)
+            .key(k.age)
+            .key(k.aside)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(OutboxStats {
+            depth,
+            oldest_enqueued_ms: oldest.parse::<f64>().ok().map(|v| v as i64),
+            set_aside: aside,
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! The Lua scripts: each is one atomic step in one user's slot (or the outbox's).
+//!
+//! Every script that publishes starts with [`PRELUDE`]: `append` gives the event the next
+//! `seq`, keeps it in the user's log (capped by count and age, the whole log expiring when idle)
+//! and publishes `<epoch>\n<seq>\n<json>` on the user's channel, in one step, so the order nodes
+//! receive events in is the order of their seqs, and no node sees a gap. A log that is gone
+//! (expired, Redis restarted or flushed) starts a new epoch with the candidate the caller gave.
+//!
+//! Prelude arguments: KEYS[1] log, KEYS[2] meta; ARGV[1] `PUBLISH` or `SPUBLISH` (cluster),
+//! ARGV[2] epoch candidate, ARGV[3] events kept, ARGV[4] their age limit in ms, ARGV[5] channel.
+//! Each script's own arguments follow: KEYS from 3, ARGV from 6.
+
+use redis::Script;
+
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local L = { log = KEYS[1], meta = KEYS[2], pub = ARGV[1], cand = ARGV[2],
+            keep = tonumber(ARGV[3]), age = tonumber(ARGV[4]), ch = ARGV[5] }
+local function append(body)
+  local epoch = redis.call('HGET', L.meta, 'epoch')
+  if not epoch then
+    epoch = L.cand
+    redis.call('DEL', L.log)
+    redis.call('HSET', L.meta, 'epoch', epoch, 'head', 0)
+  end
+  local seq = redis.call('HINCRBY', L.meta, 'head', 1)
+  local json = '{"seq":' .. seq .. ',' .. string.sub(body, 2)
+  local now = now_ms()
+  if L.keep > 0 then
+    redis.call('RPUSH', L.log, now .. '|' .. json)
+    redis.call('LTRIM', L.log, -L.keep, -1)
+    local cutoff = now - L.age
+    while true do
+      local first = redis.call('LINDEX', L.log, 0)
+      if not first then break end
+      local at = tonumber(string.match(first, '^(%d+)|'))
+      if at and at < cutoff then redis.call('LPOP', L.log) else break end
+    end
+    redis.call('PEXPIRE', L.log, L.age)
+  end
+  redis.call('PEXPIRE', L.meta, L.age)
+  redis.call(L.pub, L.ch, epoch .. '\n' .. seq .. '\n' .. json)
+  return seq
+end
+"#;
+
+/// An event with nothing else to change (`notification.read`). ARGV[6] the event body.
+const PUBLISH: &str = "return append(ARGV[6])";
+
+/// A notification, published once per dedup key within the window. KEYS[3] the dedup key;
+/// ARGV[6] window ms (`0`: no key), ARGV[7] id, ARGV[8] body. → {fresh, "<id>|<seq>"}
+const NOTIFY: &str = r#"
+if ARGV[6] ~= '0' then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return {0, seen} end
+end
+local seq = append(ARGV[8])
+local answer = ARGV[7] .. '|' .. seq
+if ARGV[6] ~= '0' then redis.call('SET', KEYS[3], answer, 'PX', ARGV[6]) end
+return {1, answer}
+"#;
+
+/// Starts a turn unless its state exists. KEYS[3] turn state; ARGV[6] user, ARGV[7]
+/// conversation, ARGV[8] ttl ms while streaming, ARGV[9] created (Unix ms), ARGV[10] meta JSON
+/// (empty: none), ARGV[11] the `turn.start` body. → {1 created | 0 same turn | -1 conflict, seq}
+const CREATE_TURN: &str = r#"
+local t = KEYS[3]
+if redis.call('EXISTS', t) == 1 then
+  local f = redis.call('HMGET', t, 'user', 'conv', 'start')
+  if f[1] == ARGV[6] and f[2] == ARGV[7] then return {0, tonumber(f[3])} end
+  return {-1, 0}
+end
+local seq = append(ARGV[11])
+redis.call('HSET', t, 'user', ARGV[6], 'conv', ARGV[7], 'status', 'streaming', 'next', 0,
+  'chars', 0, 'start', seq, 'created', ARGV[9], 'meta', ARGV[10], 'trunc', 0)
+redis.call('PEXPIRE', t, ARGV[8])
+return {1, seq}
+"#;
+
+/// Applies items to a turn, each changing it and publishing its event, stopping at an ended
+/// turn. KEYS[3] state, KEYS[4] text, KEYS[5] traces; ARGV[6] owner (empty: any; else another
+/// user's turn is not found), ARGV[7] ttl ms while streaming, ARGV[8] longest text kept,
+/// ARGV[9] the turn id as a JSON string; then 4 per item from ARGV[10]:
+/// `d`, text as a JSON string, raw text, its chars | `t`, event body, trace record, - |
+/// `e`, event body, status, -.
+/// → {accepted, last seq, "ok" | "not_found" | "ended", status}
+/// An ended turn's keys stop expiring until the outbox has stored it.
+const APPLY: &str = r#"
+local t = KEYS[3]
+local f = redis.call('HMGET', t, 'user', 'status', 'next')
+if not f[1] or (ARGV[6] ~= '' and f[1] ~= ARGV[6]) then return {0, 0, 'not_found', ''} end
+local status, nexti = f[2], tonumber(f[3])
+local accepted, last, outcome, ended = 0, 0, 'ok', false
+for i = 10, #ARGV, 4 do
+  if status ~= 'streaming' then outcome = 'ended' break end
+  local kind = ARGV[i]
+  if kind == 'd' then
+    last = append('{"type":"turn.delta","turn_id":' .. ARGV[9] .. ',"index":' .. nexti ..
+      ',"text":' .. ARGV[i + 1] .. '}')
+    nexti = nexti + 1
+    redis.call('HINCRBY', t, 'chars', ARGV[i + 3])
+    if redis.call('HGET', t, 'trunc') == '0' then
+      local piece = ARGV[i + 2]
+      local room = tonumber(ARGV[8]) - redis.call('STRLEN', KEYS[4])
+      if #piece > room then
+        local cut = room
+        while cut > 0 and string.byte(piece, cut + 1) >= 128 and string.byte(piece, cut + 1) < 192 do
+          cut = cut - 1
+        end
+        piece = string.sub(piece, 1, cut)
+        redis.call('HSET', t, 'trunc', 1)
+      end
+      if #piece > 0 then redis.call('APPEND', KEYS[4], piece) end
+    end
+  elseif kind == 't' then
+    last = append(ARGV[i + 1])
+    redis.call('RPUSH', KEYS[5], ARGV[i + 2])
+  else
+    last = append(ARGV[i + 1])
+    status = ARGV[i + 2]
+    redis.call('HSET', t, 'status', status, 'ended', now_ms())
+    ended = true
+  end
+  accepted = accepted + 1
+end
+redis.call('HSET', t, 'next', nexti)
+for k = 3, 5 do
+  if ended then redis.call('PERSIST', KEYS[k]) elseif status == 'streaming' then
+    redis.call('PEXPIRE', KEYS[k], ARGV[7])
+  end
+end
+return {accepted, last, outcome, status}
+"#;
+
+/// Reads a turn. KEYS[1] meta, KEYS[2] state, KEYS[3] text, KEYS[4] traces; ARGV[1] owner
+/// (empty: any), ARGV[2] `state` | `snapshot` (with text) | `final` (with text and traces).
+/// → nil, or {user, conv, status, next, chars, start, created, meta, trunc, ended, head, text,
+/// traces}: the log head read in the same step (a snapshot's `as_of_seq`).
+const READ_TURN: &str = r#"
+local f = redis.call('HMGET', KEYS[2], 'user', 'conv', 'status', 'next', 'chars', 'start',
+  'created', 'meta', 'trunc', 'ended')
+if not f[1] or (ARGV[1] ~= '' and f[1] ~= ARGV[1]) then return false end
+local head = redis.call('HGET', KEYS[1], 'head') or '0'
+local text, traces = '', {}
+if ARGV[2] ~= 'state' then text = redis.call('GET', KEYS[3]) or '' end
+if ARGV[2] == 'final' then traces = redis.call('LRANGE', KEYS[4], 0, -1) end
+return {f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8] or '', f[9], f[10] or '0', head, text,
+  traces}
+"#;
+
+/// The log's epoch and head, and the events `after < seq <= upto` if the log holds them all.
+/// KEYS[1] log, KEYS[2] meta; ARGV[1] epoch candidate (a missing log starts a life with it),
+/// ARGV[2] age limit ms, ARGV[3] the epoch asked for (empty: none), ARGV[4] after, ARGV[5]
+/// upto (0: the head). → {epoch, head, 1 held | 0 not, entries}
+const READ_LOG: &str = r#"
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'head', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+local head = tonumber(redis.call('HGET', KEYS[2], 'head'))
+if ARGV[3] ~= epoch then return {epoch, head, 0} end
+local after, upto = tonumber(ARGV[4]), tonumber(ARGV[5])
+if upto == 0 then upto = head end
+if after > upto or upto > head then return {epoch, head, 0} end
+if after == upto then return {epoch, head, 1, {}} end
+local first = head - redis.call('LLEN', KEYS[1]) + 1
+if after + 1 < first then return {epoch, head, 0} end
+local items = redis.call('LRANGE', KEYS[1], after + 1 - first, upto - first)
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])
+local at = tonumber(string.match(items[1], '^(%d+)|'))
+if at and at < cutoff then return {epoch, head, 0} end
+return {epoch, head, 1, items}
+"#;
+
+/// Keeps the log of a user with endpoints alive. KEYS log, meta; ARGV[1] age ms.
+const TOUCH: &str = r#"
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+return 1
+"#;
+
+/// Records that a turn is about to end: written before the end, so a crash between the end and
+/// anything after it still leaves the turn on its way to the store. KEYS due, age, who;
+/// ARGV[1] turn id, ARGV[2] user, ARGV[3] first due (ms), ARGV[4] now (ms).
+const OUTBOX_ADD: &str = r#"
+redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// Claims due entries, leasing each. KEYS due, age, who, tries; ARGV[1] now, ARGV[2] lease
+/// ms, ARGV[3] max. → {id, user, tries, enqueued, ...}
+const OUTBOX_CLAIM: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[4], id) or '0'
+  out[#out + 1] = redis.call('ZSCORE', KEYS[2], id) or '0'
+end
+return out
+"#;
+
+/// Removes an entry (stored, or dropped). KEYS due, age, who, tries; ARGV[1] id.
+const OUTBOX_DONE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return 1
+"#;
+
+/// Tries an entry again later. KEYS due, tries; ARGV[1] id, ARGV[2] due ms, ARGV[3] attempts.
+const OUTBOX_RETRY: &str = r#"
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
+return 1
+"#;
+
+/// Sets an entry aside for an operator. KEYS due, age, who, tries, aside; ARGV[1] id, ARGV[2]
+/// the reason.
+const OUTBOX_ASIDE: &str = r#"
+local user = redis.call('HGET', KEYS[3], ARGV[1]) or ''
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[1], user .. '|' .. ARGV[2])
+return 1
+"#;
+
+/// Depth, oldest entry, entries set aside. KEYS due, age, aside.
+const OUTBOX_STATS: &str = r#"
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {redis.call('ZCARD', KEYS[1]), oldest[2] or '', redis.call('HLEN', KEYS[3])}
+"#;
+
+/// Every script, loaded once (by hash; sent in full when Redis does not know it).
+pub struct Scripts {
+    pub publish: Script,
+    pub notify: Script,
+    pub create_turn: Script,
+    pub apply: Script,
+    pub read_turn: Script,
+    pub read_log: Script,
+    pub touch: Script,
+    pub outbox_add: Script,
+    pub outbox_claim: Script,
+    pub outbox_done: Script,
+    pub outbox_retry: Script,
+    pub outbox_aside: Script,
+    pub outbox_stats: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        let appending = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            publish: appending(PUBLISH),
+            notify: appending(NOTIFY),
+            create_turn: appending(CREATE_TURN),
+            apply: appending(APPLY),
+            read_turn: Script::new(READ_TURN),
+            read_log: Script::new(READ_LOG),
+            touch: Script::new(TOUCH),
+            outbox_add: Script::new(OUTBOX_ADD),
+            outbox_claim: Script::new(OUTBOX_CLAIM),
+            outbox_done: Script::new(OUTBOX_DONE),
+            outbox_retry: Script::new(OUTBOX_RETRY),
+            outbox_aside: Script::new(OUTBOX_ASIDE),
+            outbox_stats: Script::new(OUTBOX_STATS),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,61 @@
+//! The backplane contract against a real Redis: two backplanes on one `redis-server` behave as
+//! one gateway (the same checks the in-memory backplane passes).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::redis_server::TestRedis;
+use gateway::backplane::RedisBackplane;
+use gateway::backplane::contract::{self, Factory, Fixture, Node};
+use gateway::backplane::redis::{RedisLink, RedisSettings};
+use gateway::hub::{Hub, Retention};
+use gateway::metrics::Metrics;
+use store_client::{EmbeddedStore, Persister, RetryPolicy};
+
+struct OnRedis {
+    url: String,
+}
+
+impl OnRedis {
+    async fn node(&self, prefix: &str, keep: usize) -> (Node, Arc<dyn store_client::Outbox>) {
+        let hub = Arc::new(Hub::new(
+            Retention { count: 0, age: Duration::from_secs(3600) },
+            32,
+            1024,
+            Arc::new(Metrics::new()),
+        ));
+        let link = RedisLink::connect(&self.url, prefix, hub.clone()).await.expect("connect");
+        let outbox = Arc::new(link.outbox(Duration::from_secs(3600), 1 << 20));
+        let dir = common::temp_dir("gw-redis-contract");
+        let store = Arc::new(EmbeddedStore::open(&dir).await.unwrap());
+        let persister = Arc::new(Persister::new(outbox.clone(), store, RetryPolicy::default()));
+        let settings = RedisSettings {
+            keep,
+            age: Duration::from_secs(3600),
+            dedup_window: Duration::from_secs(3600),
+            max_text: 1 << 20,
+        };
+        let backplane =
+            Arc::new(RedisBackplane::new(link, hub.clone(), outbox.clone(), persister, settings));
+        (Node { backplane, hub }, outbox)
+    }
+}
+
+#[async_trait]
+impl Factory for OnRedis {
+    async fn make(&self, retention: usize) -> Fixture {
+        let prefix = format!("ct{:x}", rand::random::<u32>());
+        let (a, outbox) = self.node(&prefix, retention).await;
+        let (b, _) = self.node(&prefix, retention).await;
+        Fixture { a, b, outbox, guard: None }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_redis_backplanes_pass_the_backplane_contract() {
+    let redis = TestRedis::start();
+    contract::run_all(&OnRedis { url: redis.url.clone() }).await;
+}

@@ -63,3 +63,22 @@ pub fn url_with_schemes(raw: &str, schemes: &[&str]) -> Result<String, String> {
     }
     Ok(t.to_owned())
 }
+
+/// `GATEWAY_REDIS_URL`: one `redis://` (or `rediss://`) URL, a comma-separated list of them
+/// (cluster seeds), or `redis+cluster://host:port,host:port`.
+pub fn redis_url(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if let Some(rest) = t.strip_prefix("redis+cluster://") {
+        for seed in rest.split(',') {
+            let seed = seed.trim().trim_end_matches('/');
+            let ok = seed
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!("cluster seed {seed:?} must be host:port"));
+            }
+        }
+        return Ok(t.to_owned());
+    }
+    url_with_schemes(t, &["redis", "rediss"])
+}

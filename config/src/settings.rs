@@ -396,10 +396,7 @@ impl Config {
                     )
                 };
             }
-            "redis_url" => {
-                self.redis_url =
-                    Some(parse::url_with_schemes(v, &["redis", "rediss", "redis+cluster"])?)
-            }
+            "redis_url" => self.redis_url = Some(parse::redis_url(v)?),
             "redis_prefix" => {
                 let p = parse::non_empty(v)?;
                 if !p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))

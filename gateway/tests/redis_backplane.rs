@@ -59,3 +59,10 @@ async fn two_redis_backplanes_pass_the_backplane_contract() {
     let redis = TestRedis::start();
     contract::run_all(&OnRedis { url: redis.url.clone() }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_backplanes_on_a_redis_cluster_pass_the_backplane_contract() {
+    let cluster = common::redis_server::TestCluster::start();
+    // Any node is a seed: the gateway finds out it is a cluster.
+    contract::run_all(&OnRedis { url: cluster.urls[1].clone() }).await;
+}

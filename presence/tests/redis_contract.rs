@@ -33,3 +33,22 @@ async fn an_unreachable_redis_is_a_retryable_error() {
             .expect("nothing listens there");
     assert!(err.is_retryable(), "{err}");
 }
+
+#[tokio::test]
+async fn redis_presence_passes_the_contract_on_a_cluster() {
+    let cluster = support::TestCluster::start();
+    let client = redis::cluster::ClusterClientBuilder::new(cluster.urls.clone())
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .build()
+        .expect("cluster client");
+    let conn = client.get_async_connection().await.expect("connect to the cluster");
+    let ttl = Duration::from_millis(300);
+    let run = std::process::id();
+    contract::run_all(&|| {
+        let ns = format!("ctest{run}-{}", NAMESPACE.fetch_add(1, Ordering::Relaxed));
+        Box::new(RedisPresence::with_connection(conn.clone(), &ns, ttl))
+            as Box<dyn PresenceRegistry>
+    })
+    .await;
+}

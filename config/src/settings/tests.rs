@@ -121,3 +121,44 @@ fn unknown_variables_are_collected_not_fatal() {
             .unwrap();
     assert_eq!(c.unknown_variables, vec!["GATEWAY_HEARTBEET_MS".to_string()]);
 }
+
+#[test]
+fn redis_urls_name_an_instance_or_cluster_seeds() {
+    for ok in [
+        "redis://127.0.0.1:6379",
+        "redis://a:7000/,redis://b:7001/",
+        "redis+cluster://a:7000,b:7001",
+    ] {
+        let c = Config::load(None, env(&[SECRET, ("GATEWAY_REDIS_URL", ok)]), false).unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some(ok));
+    }
+    for bad in ["redis+cluster://a,b:1", "redis://a,b:1", "memcached://x"] {
+        let err = Config::load(None, env(&[SECRET, ("GATEWAY_REDIS_URL", bad)]), false);
+        assert!(err.unwrap_err().names("GATEWAY_REDIS_URL"), "{bad}");
+    }
+    let err = Config::load(None, env(&[SECRET, ("GATEWAY_REDIS_PREFIX", "a:b")]), false);
+    assert!(err.unwrap_err().names("GATEWAY_REDIS_PREFIX"));
+}
+
+#[test]
+fn store_settings_are_checked_together() {
+    let err = Config::load(None, env(&[SECRET, ("GATEWAY_STORE_SCHEMA", "s1")]), false);
+    assert!(err.unwrap_err().names("GATEWAY_STORE_SCHEMA"), "a schema needs a PostgreSQL store");
+    let err = Config::load(
+        None,
+        env(&[
+            SECRET,
+            ("GATEWAY_OUTBOX_RETRY_BASE_MS", "5000"),
+            ("GATEWAY_OUTBOX_RETRY_MAX_MS", "100"),
+        ]),
+        false,
+    );
+    assert!(err.unwrap_err().names("GATEWAY_OUTBOX_RETRY_MAX_MS"));
+    let err = Config::load(None, env(&[SECRET, ("GATEWAY_STORE_MAX_TEXT_BYTES", "1000")]), false);
+    assert!(err.unwrap_err().names("GATEWAY_STORE_MAX_TEXT_BYTES"), "at least 4 MiB");
+    let c = Config::load(None, env(&[SECRET]), false).unwrap();
+    assert_eq!(
+        (c.store_max_text_bytes, c.store_retention_ms, c.redis_prefix.as_str()),
+        (8 << 20, 0, "gw")
+    );
+}

@@ -4,7 +4,8 @@
 //!
 //! `GATEWAY_REDIS_URL` names a single instance or any node of a cluster: the gateway asks
 //! (`INFO cluster`) and uses a cluster client (following MOVED/ASK, sharded pub/sub) when it is
-//! one. `redis+cluster://host:port,host:port` names the seeds of a cluster explicitly.
+//! one. Several seeds of a cluster: `redis+cluster://host:port,host:port`, or a comma-separated
+//! list of `redis://` URLs.
 
 use std::time::Duration;
 
@@ -87,10 +88,11 @@ pub struct Connections {
 /// subscription connection (and its disconnections).
 pub async fn connect<P: AsyncPushSender>(url: &str, push: P) -> RedisResult<Connections> {
     let seeds: Vec<String> = match url.strip_prefix("redis+cluster://") {
-        Some(rest) => {
-            let rest = rest.split('/').next().unwrap_or(rest);
-            rest.split(',').map(|hp| format!("redis://{hp}")).collect()
-        }
+        Some(rest) => rest
+            .split(',')
+            .map(|hp| format!("redis://{}", hp.trim().trim_end_matches('/')))
+            .collect(),
+        None if url.contains(',') => url.split(',').map(|u| u.trim().to_owned()).collect(),
         None if is_cluster(url).await? => vec![url.to_owned()],
         None => {
             let commands = single::<P>(url, None).await?;

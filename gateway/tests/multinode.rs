@@ -396,3 +396,43 @@ async fn on_a_redis_cluster_devices_on_two_nodes_get_a_turn_identically() {
     }
     assert_eq!(presence_ids(&n2, "user-3").await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_connection_loses_nothing() {
+    let redis = TestRedis::private();
+    let p = prefix();
+    let n1 = node(&redis.url, &p, "node-1", &[]);
+    let n2 = node(&redis.url, &p, "node-2", &[]);
+    let mut ws = n1.ws("ivy", "device_id=phone").await;
+    ws.hello().await;
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for round in 0..3 {
+        for i in 0..50 {
+            let (s, _) = n2.notify("ivy", &format!("r{round}-{i}"), None).await;
+            assert_eq!(s, 202);
+        }
+        // Node 1's subscription connection dies, and a burst is published while it reconnects.
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(killed >= 1, "no subscription connection to kill");
+        let titles: Vec<String> = (0..50).map(|i| format!("burst{round}-{i}")).collect();
+        let burst = titles.iter().map(|t| n2.notify("ivy", t, None));
+        for (s, _) in futures_util::future::join_all(burst).await {
+            assert_eq!(s, 202);
+        }
+    }
+    let mut seqs = Vec::new();
+    for _ in 0..300 {
+        seqs.push(ws.event().await.seq);
+    }
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>(), "every event once, in order, no close");
+    // And the node says it is ready again.
+    let (s, r) = n1.get_json("/readyz", "").await;
+    assert_eq!(s, 200, "{r}");
+}

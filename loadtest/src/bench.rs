@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Also write every report as JSON into this directory.
     #[arg(long)]
     pub json_dir: Option<PathBuf>,
+    /// Also run this gateway in Redis mode (one node, and two nodes behind the same load
+    /// client) on a private redis-server it starts.
+    #[arg(long)]
+    pub redis: bool,
 }
 
 const SECRET: &str = "loadtest-bench-secret-0123456789";
@@ -123,41 +127,110 @@ type ScenarioResults = (&'static str, &'static str, Vec<(&'static str, Report)>)
 /// A row of the Markdown table: its label and how to read it off a report.
 type Line = (&'static str, Box<dyn Fn(&Report) -> String>);
 
-/// A gateway process under test.
+/// A gateway under test: one process, or several nodes sharing a redis-server.
 struct Target {
     name: &'static str,
-    child: Child,
+    nodes: Vec<Child>,
+    redis: Option<Child>,
+    /// The nodes' base URLs, comma-separated (as a scenario takes them).
     url: String,
 }
 
+/// How to start a target.
+enum Kind {
+    Process(Command),
+    /// This many gateway nodes on a private redis-server.
+    Redis(usize),
+}
+
+async fn start_node(name: &str, mut cmd: Command) -> anyhow::Result<(Child, String)> {
+    cmd.env("GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("GATEWAY_AUTH_HS256_SECRET", SECRET)
+        .env("GATEWAY_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await??
+        .unwrap_or_default();
+    let url = first
+        .strip_prefix("listening on ")
+        .ok_or_else(|| anyhow::anyhow!("{name}: unexpected first line {first:?}"))?
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, url))
+}
+
+/// A private redis-server on a free loopback port (nothing kept on disk).
+async fn start_redis() -> anyhow::Result<(Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("--redis needs redis-server on the PATH: {e}"))?;
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok((child, format!("redis://127.0.0.1:{port}/")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("redis-server did not listen on {port}")
+}
+
 impl Target {
-    async fn start(name: &'static str, mut cmd: Command) -> anyhow::Result<Target> {
-        cmd.env("GATEWAY_LISTEN", "127.0.0.1:0")
-            .env("GATEWAY_AUTH_HS256_SECRET", SECRET)
-            .env("GATEWAY_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await??
-            .unwrap_or_default();
-        let url = first
-            .strip_prefix("listening on ")
-            .ok_or_else(|| anyhow::anyhow!("{name}: unexpected first line {first:?}"))?
-            .to_owned();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Target { name, child, url })
+    async fn start(
+        name: &'static str,
+        kind: Kind,
+        gateway_bin: &PathBuf,
+    ) -> anyhow::Result<Target> {
+        match kind {
+            Kind::Process(cmd) => {
+                let (child, url) = start_node(name, cmd).await?;
+                Ok(Target { name, nodes: vec![child], redis: None, url })
+            }
+            Kind::Redis(n) => {
+                let (redis, redis_url) = start_redis().await?;
+                let (mut nodes, mut urls) = (Vec::new(), Vec::new());
+                for i in 0..n {
+                    let mut cmd = Command::new(gateway_bin);
+                    cmd.env("GATEWAY_REDIS_URL", &redis_url)
+                        .env("GATEWAY_NODE_ID", format!("n{i}"));
+                    let (child, url) = start_node(name, cmd).await?;
+                    nodes.push(child);
+                    urls.push(url);
+                }
+                Ok(Target { name, nodes, redis: Some(redis), url: urls.join(",") })
+            }
+        }
     }
 
     async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        for node in &mut self.nodes {
+            if let Some(pid) = node.id() {
+                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+            }
         }
-        if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
+        for node in &mut self.nodes {
+            if tokio::time::timeout(Duration::from_secs(15), node.wait()).await.is_err() {
+                let _ = node.kill().await;
+            }
+        }
+        if let Some(mut r) = self.redis.take() {
+            let _ = r.kill().await;
         }
     }
 }
@@ -179,23 +252,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             continue;
         }
         let mut row = Vec::new();
-        let mut targets = vec![("rust (embedded)", Command::new(&gateway_bin))];
+        let mut targets = vec![("rust (embedded)", Kind::Process(Command::new(&gateway_bin)))];
+        if args.redis {
+            targets.push(("rust (redis, 1 node)", Kind::Redis(1)));
+            targets.push(("rust (redis, 2 nodes)", Kind::Redis(2)));
+        }
         if let Some(dir) = &args.node_peer {
             let mut c = Command::new("node");
             c.arg("server.js").current_dir(dir);
-            targets.push(("node peer", c));
+            targets.push(("node peer", Kind::Process(c)));
         }
-        for (target_name, cmd) in targets {
+        for (target_name, kind) in targets {
             eprintln!("== {name} on {target_name}");
-            let target = Target::start(target_name, cmd).await?;
-            let pid = target.child.id();
+            let target = Target::start(target_name, kind, &gateway_bin).await?;
             let sc = Scenario { url: target.url.clone(), ..scenario.clone() };
             let tokens = Tokens::from_args(
                 &TokenArgs { secret: Some(SECRET.into()), token_file: None },
                 3600,
             )?;
-            let report =
-                runner::run(sc, tokens, RunOptions { gateway_pid: pid, progress: true }).await?;
+            let opts = RunOptions {
+                gateway_pids: target.nodes.iter().filter_map(|c| c.id()).collect(),
+                backend_pids: target.redis.iter().filter_map(|c| c.id()).collect(),
+                progress: true,
+            };
+            let report = runner::run(sc, tokens, opts).await?;
             eprintln!("{}", report.table());
             clean &= report.clean();
             if let Some(dir) = &args.json_dir {
@@ -305,8 +385,12 @@ fn markdown(results: &[ScenarioResults], args: &BenchArgs) -> String {
                 Box::new(move |r: &Report| f(r.gateway.rss_per_endpoint_bytes, 0)),
             ),
             (
-                "gateway CPU µs per delivered event",
+                "gateway CPU µs per delivered event (all nodes)",
                 Box::new(move |r: &Report| f(r.gateway.cpu_us_per_event, 2)),
+            ),
+            (
+                "redis-server CPU µs per delivered event",
+                Box::new(move |r: &Report| f(r.gateway.backend_cpu_us_per_event, 2)),
             ),
             (
                 "lost / duplicated / reordered / other",

@@ -30,8 +30,10 @@ pub struct Ctx {
     pub stop: CancellationToken,
     pub tokens: Tokens,
     pub http: reqwest::Client,
-    /// `ws://host:port`.
-    pub ws_base: String,
+    /// `http://host:port` of each node.
+    pub bases: Vec<String>,
+    /// `ws://host:port` of each node.
+    pub ws_bases: Vec<String>,
 }
 
 impl Ctx {
@@ -46,6 +48,15 @@ impl Ctx {
         if seq > *e {
             *e = seq;
         }
+    }
+
+    /// Node `n` (any number: wraps around).
+    pub fn base(&self, n: usize) -> &str {
+        &self.bases[n % self.bases.len()]
+    }
+
+    pub fn ws_base(&self, n: usize) -> &str {
+        &self.ws_bases[n % self.ws_bases.len()]
     }
 
     pub fn user_of(&self, endpoint: usize) -> u32 {

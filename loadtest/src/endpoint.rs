@@ -36,6 +36,8 @@ struct Timing {
 struct Endpoint {
     ctx: SharedCtx,
     idx: usize,
+    /// Connection attempts so far: each goes to the next node (a resume crosses nodes).
+    attempts: usize,
     check: EndpointCheck,
     timing: HashMap<String, Timing>,
 }
@@ -43,7 +45,7 @@ struct Endpoint {
 pub async fn run(ctx: SharedCtx, idx: usize) -> EndpointCheck {
     let user = ctx.user_of(idx);
     let check = EndpointCheck::new(user, ctx.violations.clone(), ctx.ledger.clone());
-    let mut ep = Endpoint { ctx: ctx.clone(), idx, check, timing: HashMap::new() };
+    let mut ep = Endpoint { ctx: ctx.clone(), idx, attempts: 0, check, timing: HashMap::new() };
     let token = match ctx.tokens.user(user) {
         Ok(t) => t,
         Err(e) => {
@@ -55,6 +57,7 @@ pub async fn run(ctx: SharedCtx, idx: usize) -> EndpointCheck {
     let mut connected_once = false;
     while !ctx.stop.is_cancelled() {
         let resume = if connected_once { ep.check.resume_point() } else { None };
+        ep.attempts += 1;
         let outcome = if sse {
             ep.sse(&token, resume, &mut connected_once).await
         } else {
@@ -168,7 +171,8 @@ impl Endpoint {
         let ctx = self.ctx.clone();
         let mut url = format!(
             "{}/v1/ws?access_token={token}&device_id=ld{}&surface=web",
-            ctx.ws_base, self.idx
+            ctx.ws_base(self.idx + self.attempts),
+            self.idx
         );
         if let Some((e, a)) = &resume {
             url.push_str(&format!("&epoch={e}&after={a}"));
@@ -223,7 +227,7 @@ impl Endpoint {
         connected_once: &mut bool,
     ) -> Outcome {
         let ctx = self.ctx.clone();
-        let base = ctx.scenario.url.trim_end_matches('/');
+        let base = ctx.base(self.idx + self.attempts);
         let url =
             format!("{base}/v1/sse?access_token={token}&device_id=ld{}&surface=teams", self.idx);
         let mut req = ctx.http.get(url);

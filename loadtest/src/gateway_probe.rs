@@ -11,10 +11,30 @@ pub struct Reading {
 /// Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux everywhere it matters).
 const USER_HZ: f64 = 100.0;
 
-pub async fn read(pid: Option<u32>, http: &reqwest::Client, url: &str) -> Reading {
-    match pid {
-        Some(pid) => from_proc(pid),
-        None => from_metrics(http, url).await,
+/// Every node together: from /proc when their pids are known, else from their `/metrics`.
+pub async fn read(pids: &[u32], http: &reqwest::Client, urls: &[String]) -> Reading {
+    if !pids.is_empty() {
+        return from_procs(pids);
+    }
+    let mut readings = Vec::new();
+    for url in urls {
+        readings.push(from_metrics(http, url).await);
+    }
+    sum(&readings)
+}
+
+/// The sum of several processes' readings (n/a when any is).
+pub fn from_procs(pids: &[u32]) -> Reading {
+    sum(&pids.iter().map(|p| from_proc(*p)).collect::<Vec<_>>())
+}
+
+fn sum(readings: &[Reading]) -> Reading {
+    let total = |f: fn(&Reading) -> Option<f64>| -> Option<f64> {
+        readings.iter().map(f).sum::<Option<f64>>()
+    };
+    Reading {
+        rss_bytes: total(|r| r.rss_bytes.map(|b| b as f64)).map(|b| b as u64),
+        cpu_seconds: total(|r| r.cpu_seconds),
     }
 }
 

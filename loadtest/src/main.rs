@@ -30,9 +30,14 @@ enum Cmd {
         flags: Box<ScenarioArgs>,
         #[command(flatten)]
         tokens: TokenArgs,
-        /// The gateway's pid: memory and CPU from /proc (else from its /metrics).
+        /// The gateway's pid (repeat for several nodes): memory and CPU from /proc (else from
+        /// their /metrics).
         #[arg(long)]
-        gateway_pid: Option<u32>,
+        gateway_pid: Vec<u32>,
+        /// Pid of a process the gateway relies on (redis-server; repeatable): its CPU is reported
+        /// apart.
+        #[arg(long)]
+        backend_pid: Vec<u32>,
         /// Write every figure as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -56,7 +61,7 @@ enum Cmd {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let clean = match cli.cmd {
-        Cmd::Run { scenario, flags, tokens, gateway_pid, json, plot, quiet } => {
+        Cmd::Run { scenario, flags, tokens, gateway_pid, backend_pid, json, plot, quiet } => {
             let mut s = match scenario {
                 Some(path) => Scenario::from_file(&path)?,
                 None => Scenario::default(),
@@ -64,8 +69,12 @@ async fn main() -> anyhow::Result<()> {
             flags.apply(&mut s);
             let ttl = (s.duration_s + s.hold_s + s.settle_s) as u64 + 3600;
             let tokens = Tokens::from_args(&tokens, ttl)?;
-            let report =
-                runner::run(s, tokens, RunOptions { gateway_pid, progress: !quiet }).await?;
+            let opts = RunOptions {
+                gateway_pids: gateway_pid,
+                backend_pids: backend_pid,
+                progress: !quiet,
+            };
+            let report = runner::run(s, tokens, opts).await?;
             println!("{}", report.table());
             if let Some(path) = json {
                 report.write_json(&path)?;

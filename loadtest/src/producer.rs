@@ -89,12 +89,13 @@ async fn tick(t: &mut Option<tokio::time::Interval>) {
     }
 }
 
-fn url(ctx: &SharedCtx, path: &str) -> String {
-    format!("{}{path}", ctx.scenario.url.trim_end_matches('/'))
+/// `path` on node `node` (any number: it wraps around the nodes).
+fn url(ctx: &SharedCtx, node: usize, path: &str) -> String {
+    format!("{}{path}", ctx.base(node))
 }
 
-async fn post(ctx: &SharedCtx, token: &str, path: &str, body: Value) -> Option<Value> {
-    let r = ctx.http.post(url(ctx, path)).bearer_auth(token).json(&body).send().await;
+async fn post(ctx: &SharedCtx, token: &str, node: usize, path: &str, body: Value) -> Option<Value> {
+    let r = ctx.http.post(url(ctx, node, path)).bearer_auth(token).json(&body).send().await;
     match r {
         Ok(r) if r.status().is_success() => r.json().await.ok(),
         Ok(r) => {
@@ -118,7 +119,7 @@ async fn notify(ctx: &SharedCtx, token: &str, user: u32) {
         "body": "load test",
         "data": {"sent_us": ctx.now_us()},
     });
-    if let Some(r) = post(ctx, token, "/v1/notifications", body).await
+    if let Some(r) = post(ctx, token, user as usize, "/v1/notifications", body).await
         && let Some(seq) = r["seq"].as_u64()
     {
         Stats::add(&ctx.stats.notifications_sent, 1);
@@ -137,7 +138,9 @@ async fn turn(ctx: &SharedCtx, token: &str, user: u32, n: u64) {
         "turn_id": turn_id,
         "meta": {"t0_us": ctx.now_us()},
     });
-    let Some(created) = post(ctx, token, "/v1/turns", body).await else { return };
+    // Started on one node, streamed through the next: a producer may call any node.
+    let node = n as usize;
+    let Some(created) = post(ctx, token, node, "/v1/turns", body).await else { return };
     Stats::add(&ctx.stats.turns_started, 1);
     Stats::add(&ctx.stats.published, 1);
     if let Some(seq) = created["seq"].as_u64() {
@@ -150,7 +153,7 @@ async fn turn(ctx: &SharedCtx, token: &str, user: u32, n: u64) {
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|l| (l, rx)) });
     let request = ctx
         .http
-        .post(url(ctx, &format!("/v1/turns/{turn_id}/events")))
+        .post(url(ctx, node + 1, &format!("/v1/turns/{turn_id}/events")))
         .bearer_auth(token)
         .header("content-type", "application/x-ndjson")
         .body(reqwest::Body::wrap_stream(stream))

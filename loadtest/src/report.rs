@@ -20,8 +20,10 @@ pub struct GatewayFigures {
     pub rss_per_endpoint_bytes: Option<f64>,
     /// Gateway CPU seconds over the load and settle window.
     pub cpu_seconds: Option<f64>,
-    /// Gateway CPU per event delivered in that window, microseconds.
+    /// Gateway CPU per event delivered in that window, microseconds (every node together).
     pub cpu_us_per_event: Option<f64>,
+    /// CPU of what the gateway relies on (redis-server) per delivered event, microseconds.
+    pub backend_cpu_us_per_event: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +124,9 @@ impl Report {
             opt(g.cpu_seconds.map(|c| format!("{c:.2}"))),
             opt(g.cpu_us_per_event.map(|c| format!("{c:.2}")))
         );
+        if let Some(b) = g.backend_cpu_us_per_event {
+            let _ = writeln!(s, "backend CPU        {b:.2} µs per delivered event (redis-server)");
+        }
         let _ = writeln!(
             s,
             "errors             http {}, connect {}, reconnects {}, closes {:?}",

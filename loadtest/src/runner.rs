@@ -22,8 +22,10 @@ use crate::{endpoint, producer};
 /// Options of a run that are not part of the scenario.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// The gateway's pid, to read its memory and CPU from /proc.
-    pub gateway_pid: Option<u32>,
+    /// The gateway's pids (one per node), to read memory and CPU from /proc.
+    pub gateway_pids: Vec<u32>,
+    /// Pids of what the gateway relies on (redis-server): their CPU is reported apart.
+    pub backend_pids: Vec<u32>,
     /// Show a progress bar.
     pub progress: bool,
 }
@@ -34,7 +36,8 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let n = scenario.endpoints() as usize;
     let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(4096).build()?;
-    let ws_base = scenario.url.trim_end_matches('/').replacen("http://", "ws://", 1);
+    let bases: Vec<String> = scenario.urls().iter().map(|u| u.to_string()).collect();
+    let ws_bases = bases.iter().map(|u| u.replacen("http://", "ws://", 1)).collect();
     let ctx: SharedCtx = Arc::new(Ctx {
         run: format!("{:04x}", rand::random::<u16>()),
         origin: Instant::now(),
@@ -47,13 +50,16 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
         stop: CancellationToken::new(),
         tokens,
         http: http.clone(),
-        ws_base,
+        bases,
+        ws_bases,
         scenario: scenario.clone(),
     });
     let bar = progress_bar(opts.progress, n as u64);
-    let probe = |ctx: SharedCtx| async move {
-        gateway_probe::read(opts.gateway_pid, &ctx.http, &ctx.scenario.url).await
+    let probe = |ctx: SharedCtx| {
+        let pids = opts.gateway_pids.clone();
+        async move { gateway_probe::read(&pids, &ctx.http, &ctx.bases).await }
     };
+    let backend = || gateway_probe::from_procs(&opts.backend_pids);
     let before = probe(ctx.clone()).await;
 
     // Connect at the scenario's rate.
@@ -81,6 +87,7 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
         tokio::time::sleep(Duration::from_secs_f64(scenario.hold_s)).await;
     }
     let held = probe(ctx.clone()).await;
+    let backend_held = backend();
 
     // Load.
     let started = Instant::now();
@@ -100,6 +107,7 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
     let window = started.elapsed();
     let events_window = Stats::get(&ctx.stats.events) - events_before;
     let after = probe(ctx.clone()).await;
+    let backend_after = backend();
     ticker.abort();
 
     ctx.stop.cancel();
@@ -109,6 +117,10 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
     let s = &ctx.stats;
     let cpu = match (held.cpu_seconds, after.cpu_seconds) {
         (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let backend_cpu = match (backend_held.cpu_seconds, backend_after.cpu_seconds) {
+        (Some(a), Some(b)) if !opts.backend_pids.is_empty() => Some(b - a),
         _ => None,
     };
     let rss_per_endpoint = match (before.rss_bytes, held.rss_bytes) {
@@ -150,6 +162,9 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
             rss_per_endpoint_bytes: rss_per_endpoint,
             cpu_seconds: cpu,
             cpu_us_per_event: cpu
+                .filter(|_| events_window > 0)
+                .map(|c| c * 1e6 / events_window as f64),
+            backend_cpu_us_per_event: backend_cpu
                 .filter(|_| events_window > 0)
                 .map(|c| c * 1e6 / events_window as f64),
         },

@@ -29,7 +29,8 @@ macro_rules! scenario {
 }
 
 scenario! {
-    /// Base URL of the gateway (127.0.0.1 only).
+    /// Base URL of the gateway (127.0.0.1 only); several nodes of one gateway: comma-separated
+    /// (endpoints move to the next node on every reconnect, the producer spreads over them).
     url: String = "http://127.0.0.1:8080".into(),
     /// Users; each holds `devices` endpoints.
     users: u32 = 100,
@@ -70,15 +71,22 @@ impl Scenario {
         Ok(toml::from_str(&text)?)
     }
 
+    /// The gateway's nodes.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url.split(',').map(|u| u.trim().trim_end_matches('/')).collect()
+    }
+
     pub fn endpoints(&self) -> u64 {
         self.users as u64 * self.devices as u64
     }
 
     /// Refuses scenarios that would not stop or would leave the machine.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let host_ok = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
-            .iter()
-            .any(|p| self.url.starts_with(p));
+        let host_ok = self.urls().iter().all(|u| {
+            ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+                .iter()
+                .any(|p| u.starts_with(p))
+        });
         anyhow::ensure!(
             host_ok,
             "url must be http://127.0.0.1:PORT (load goes to this machine only)"

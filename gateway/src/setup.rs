@@ -22,6 +22,8 @@ use crate::state::Parts;
 pub enum SetupError {
     #[error("GATEWAY_REDIS_URL: cannot connect to Redis: {0}")]
     Redis(redis::RedisError),
+    #[error("GATEWAY_REDIS_URL: presence: {0}")]
+    Presence(String),
     #[error("GATEWAY_DATA_DIR: {0}")]
     DataDir(store_client::StoreError),
     #[error("GATEWAY_STORE_URL: {0}")]
@@ -86,11 +88,13 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let turn_retention = Duration::from_millis(cfg.turn_retention_ms);
     let outbox = Arc::new(link.outbox(turn_retention, max_text));
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));
-    let presence = Arc::new(RedisPresence::with_connection(
+    let presence = RedisPresence::with_connection(
         link.conns.commands.clone(),
         &cfg.redis_prefix,
         Duration::from_millis(cfg.presence_ttl_ms),
-    ));
+    );
+    presence.load_scripts().await.map_err(|e| SetupError::Presence(e.to_string()))?;
+    let presence = Arc::new(presence);
     let settings = RedisSettings {
         keep: cfg.log_retention as usize,
         age: Duration::from_millis(cfg.log_retention_ms),

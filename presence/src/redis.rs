@@ -123,6 +123,20 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisPresence<C> {
         }
     }
 
+    /// Loads the scripts into Redis (every master of a cluster), so a burst of connections at
+    /// start-up does not each fail with NOSCRIPT first.
+    pub async fn load_scripts(&self) -> Result<(), PresenceError> {
+        let s = &self.scripts;
+        for script in [&s.register, &s.refresh, &s.unregister, &s.list] {
+            script
+                .prepare_invoke()
+                .load_async(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// The same connection under another key prefix.
     pub fn renamed(self, ns: &str) -> Self {
         RedisPresence { ns: Arc::from(ns), ..self }

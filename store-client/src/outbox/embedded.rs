@@ -1,5 +1,12 @@
-//! The embedded outbox: a SQLite file (`<data_dir>/outbox.db`, WAL, full sync). A turn is in it,
-//! durably, before its `turn.end` is published, so neither a store outage nor a restart loses it.
+//! The embedded outbox: a SQLite file (`<data_dir>/outbox.db`, WAL). A turn is in it, durably
+//! (the write is synced), before its `turn.end` is published, so neither a store outage nor a
+//! restart loses it.
+//!
+//! One process owns the file and one persister drains it, so a claim needs no lease: it is a
+//! read. Removing a stored entry is not synced on its own (it reaches the disk with the next
+//! synced write): if it is lost in a crash, the turn is stored again, which the store's
+//! idempotent write makes a no-op. That keeps a turn to two synced writes: in here, and in the
+//! store.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,14 +22,16 @@ use super::{Outbox, OutboxStats, Pending, now_ms};
 use crate::{FinalTurn, StoreError};
 
 pub struct EmbeddedOutbox {
+    /// Writes that must be on disk when they return (synchronous = FULL).
     pool: SqlitePool,
+    /// Reads, and removals that may ride on the next synced write (synchronous = NORMAL).
+    relaxed: SqlitePool,
 }
 
 const ENQUEUE: &str = "INSERT INTO outbox (turn_id, conversation_id, payload, enqueued_ms, due_ms) \
      VALUES ($1, $2, $3, $4, $4) ON CONFLICT (turn_id) DO NOTHING";
-const CLAIM: &str = "UPDATE outbox SET due_ms = $1 WHERE turn_id IN (SELECT turn_id FROM outbox \
-     WHERE set_aside = FALSE AND due_ms <= $2 ORDER BY due_ms LIMIT $3) \
-     RETURNING turn_id, payload, attempts, enqueued_ms";
+const CLAIM: &str = "SELECT turn_id, payload, attempts, enqueued_ms FROM outbox \
+     WHERE set_aside = FALSE AND due_ms <= $1 ORDER BY due_ms LIMIT $2";
 const COMPLETE: &str = "DELETE FROM outbox WHERE turn_id = $1";
 const RESCHEDULE: &str =
     "UPDATE outbox SET due_ms = $1, attempts = $2, last_error = $3 WHERE turn_id = $4";
@@ -43,6 +52,7 @@ impl EmbeddedOutbox {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
+        let relaxed_options = options.clone().synchronous(SqliteSynchronous::Normal);
         let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
         sqlx::migrate!("./outbox-migrations")
             .run(&pool)
@@ -51,7 +61,9 @@ impl EmbeddedOutbox {
         // One process owns this file: leases and backoff of a previous life (a crash mid-attempt)
         // mean nothing now, so everything waiting is due at once.
         sqlx::query(RELEASE).bind(now_ms()).execute(&pool).await?;
-        Ok(EmbeddedOutbox { pool })
+        let relaxed =
+            SqlitePoolOptions::new().max_connections(2).connect_with(relaxed_options).await?;
+        Ok(EmbeddedOutbox { pool, relaxed })
     }
 
     /// Records a finalised turn, durably, unless its `turn_id` is waiting already (a repeated
@@ -73,14 +85,10 @@ impl EmbeddedOutbox {
 
 #[async_trait]
 impl Outbox for EmbeddedOutbox {
-    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Pending>, StoreError> {
-        let now = now_ms();
-        let rows = sqlx::query(CLAIM)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .bind(max as i64)
-            .fetch_all(&self.pool)
-            .await?;
+    /// Due entries; no lease is taken (one persister drains this file, one batch at a time).
+    async fn claim(&self, max: usize, _lease: Duration) -> Result<Vec<Pending>, StoreError> {
+        let rows =
+            sqlx::query(CLAIM).bind(now_ms()).bind(max as i64).fetch_all(&self.relaxed).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let turn_id: String = row.try_get(0)?;
@@ -99,7 +107,7 @@ impl Outbox for EmbeddedOutbox {
     }
 
     async fn complete(&self, turn_id: &str) -> Result<(), StoreError> {
-        sqlx::query(COMPLETE).bind(turn_id).execute(&self.pool).await?;
+        sqlx::query(COMPLETE).bind(turn_id).execute(&self.relaxed).await?;
         Ok(())
     }
 
@@ -126,8 +134,8 @@ impl Outbox for EmbeddedOutbox {
     }
 
     async fn stats(&self) -> Result<OutboxStats, StoreError> {
-        let row = sqlx::query(STATS).fetch_one(&self.pool).await?;
-        let aside = sqlx::query(ASIDE).fetch_one(&self.pool).await?;
+        let row = sqlx::query(STATS).fetch_one(&self.relaxed).await?;
+        let aside = sqlx::query(ASIDE).fetch_one(&self.relaxed).await?;
         Ok(OutboxStats {
             depth: row.try_get::<i64, _>(0)? as u64,
             oldest_enqueued_ms: row.try_get(1)?,

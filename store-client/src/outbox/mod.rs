@@ -43,8 +43,9 @@ pub struct OutboxStats {
 /// The draining side of an outbox.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
-    /// Takes up to `max` entries that are due, oldest due first, leasing each for `lease`: until
-    /// then no other claim returns it (another worker, another node).
+    /// Takes up to `max` entries that are due, oldest due first. Where several drainers share
+    /// the outbox (nodes on one Redis), each is leased for `lease`: until then no other claim
+    /// returns it.
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Pending>, StoreError>;
 
     /// The entry is stored: remove it.

@@ -109,7 +109,9 @@ impl RedisLink {
         let keys = Keys::new(prefix);
         let dispatcher = Dispatcher::new(hub, keys.clone());
         let conns = connect(url, dispatcher.clone()).await?;
-        Ok(RedisLink { conns, dispatcher, keys, scripts: Arc::new(Scripts::new()) })
+        let scripts = Arc::new(Scripts::new());
+        scripts.load(&mut conns.commands.clone()).await?;
+        Ok(RedisLink { conns, dispatcher, keys, scripts })
     }
 
     /// The outbox of finished turns, in this Redis.
@@ -215,6 +217,7 @@ impl RedisBackplane {
             .arg(want.map_or("", |w| w.0))
             .arg(want.map_or(0, |w| w.1))
             .arg(upto)
+            .arg(self.settings.keep)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
@@ -322,9 +325,10 @@ impl RedisBackplane {
         Ok(())
     }
 
-    /// Keeps the logs of users connected here from expiring while they are idle.
+    /// Keeps the logs of users connected here from expiring while they are idle (pushing their
+    /// expiry back as far as an append would: twice the age).
     async fn keep_alive(&self) {
-        let age = self.settings.age.as_millis() as u64;
+        let age = 2 * self.settings.age.as_millis() as u64;
         let users = self.hub.seen();
         let mut touches = futures_util::stream::iter(users)
             .map(|(user, _, _)| async move {

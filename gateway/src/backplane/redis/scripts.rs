@@ -19,29 +19,41 @@ local function now_ms()
 end
 local L = { log = KEYS[1], meta = KEYS[2], pub = ARGV[1], cand = ARGV[2],
             keep = tonumber(ARGV[3]), age = tonumber(ARGV[4]), ch = ARGV[5] }
+-- The fewest calls per event (this runs for every token): the head, the epoch and when the
+-- keys' expiry was last pushed back in one read; the log trimmed by count in chunks and by age
+-- every 64 events (readers check both anyway); the expiry pushed back once per `age`.
 local function append(body)
-  local epoch = redis.call('HGET', L.meta, 'epoch')
+  local seq = redis.call('HINCRBY', L.meta, 'head', 1)
+  local m = redis.call('HMGET', L.meta, 'epoch', 'exp')
+  local epoch, exp = m[1], tonumber(m[2] or '0')
+  local now = now_ms()
   if not epoch then
     epoch = L.cand
     redis.call('DEL', L.log)
-    redis.call('HSET', L.meta, 'epoch', epoch, 'head', 0)
+    redis.call('HSET', L.meta, 'epoch', epoch, 'head', 1)
+    seq = 1
+    exp = 0
   end
-  local seq = redis.call('HINCRBY', L.meta, 'head', 1)
   local json = '{"seq":' .. seq .. ',' .. string.sub(body, 2)
-  local now = now_ms()
   if L.keep > 0 then
-    redis.call('RPUSH', L.log, now .. '|' .. json)
-    redis.call('LTRIM', L.log, -L.keep, -1)
-    local cutoff = now - L.age
-    while true do
-      local first = redis.call('LINDEX', L.log, 0)
-      if not first then break end
-      local at = tonumber(string.match(first, '^(%d+)|'))
-      if at and at < cutoff then redis.call('LPOP', L.log) else break end
+    local len = redis.call('RPUSH', L.log, now .. '|' .. json)
+    if len > L.keep + 64 then redis.call('LTRIM', L.log, -L.keep, -1) end
+    if seq % 64 == 0 then
+      local cutoff = now - L.age
+      while true do
+        local first = redis.call('LINDEX', L.log, 0)
+        if not first then break end
+        local at = tonumber(string.match(first, '^(%d+)|'))
+        if at and at < cutoff then redis.call('LPOP', L.log) else break end
+      end
     end
-    redis.call('PEXPIRE', L.log, L.age)
   end
-  redis.call('PEXPIRE', L.meta, L.age)
+  -- Idle logs expire between `age` and twice that after their last event.
+  if exp < now + L.age then
+    redis.call('PEXPIRE', L.log, 2 * L.age)
+    redis.call('PEXPIRE', L.meta, 2 * L.age)
+    redis.call('HSET', L.meta, 'exp', now + 2 * L.age)
+  end
   redis.call(L.pub, L.ch, epoch .. '\n' .. seq .. '\n' .. json)
   return seq
 end
@@ -75,7 +87,7 @@ if redis.call('EXISTS', t) == 1 then
 end
 local seq = append(ARGV[11])
 redis.call('HSET', t, 'user', ARGV[6], 'conv', ARGV[7], 'status', 'streaming', 'next', 0,
-  'chars', 0, 'start', seq, 'created', ARGV[9], 'meta', ARGV[10], 'trunc', 0)
+  'chars', 0, 'start', seq, 'created', ARGV[9], 'meta', ARGV[10], 'trunc', 0, 'tlen', 0)
 redis.call('PEXPIRE', t, ARGV[8])
 return {1, seq}
 "#;
@@ -87,13 +99,15 @@ return {1, seq}
 /// `d`, text as a JSON string, raw text, its chars | `t`, event body, trace record, - |
 /// `e`, event body, status, -.
 /// → {accepted, last seq, "ok" | "not_found" | "ended", status}
-/// An ended turn's keys stop expiring until the outbox has stored it.
+/// The turn's counters are read once and written once; its keys' expiry is pushed back when
+/// they are made and every 256 items; an ended turn's keys stop expiring until it is stored.
 const APPLY: &str = r#"
 local t = KEYS[3]
-local f = redis.call('HMGET', t, 'user', 'status', 'next')
+local f = redis.call('HMGET', t, 'user', 'status', 'next', 'chars', 'trunc', 'tlen')
 if not f[1] or (ARGV[6] ~= '' and f[1] ~= ARGV[6]) then return {0, 0, 'not_found', ''} end
-local status, nexti = f[2], tonumber(f[3])
-local accepted, last, outcome, ended = 0, 0, 'ok', false
+local status, nexti, nchars = f[2], tonumber(f[3]), tonumber(f[4])
+local trunc, tlen, max = f[5] == '1', tonumber(f[6] or '0'), tonumber(ARGV[8])
+local accepted, last, outcome, ended, touched = 0, 0, 'ok', false, false
 for i = 10, #ARGV, 4 do
   if status ~= 'streaming' then outcome = 'ended' break end
   local kind = ARGV[i]
@@ -101,23 +115,25 @@ for i = 10, #ARGV, 4 do
     last = append('{"type":"turn.delta","turn_id":' .. ARGV[9] .. ',"index":' .. nexti ..
       ',"text":' .. ARGV[i + 1] .. '}')
     nexti = nexti + 1
-    redis.call('HINCRBY', t, 'chars', ARGV[i + 3])
-    if redis.call('HGET', t, 'trunc') == '0' then
+    nchars = nchars + tonumber(ARGV[i + 3])
+    if not trunc then
       local piece = ARGV[i + 2]
-      local room = tonumber(ARGV[8]) - redis.call('STRLEN', KEYS[4])
-      if #piece > room then
-        local cut = room
+      if tlen + #piece > max then
+        local cut = max - tlen
         while cut > 0 and string.byte(piece, cut + 1) >= 128 and string.byte(piece, cut + 1) < 192 do
           cut = cut - 1
         end
         piece = string.sub(piece, 1, cut)
-        redis.call('HSET', t, 'trunc', 1)
+        trunc = true
       end
-      if #piece > 0 then redis.call('APPEND', KEYS[4], piece) end
+      if #piece > 0 then
+        tlen = redis.call('APPEND', KEYS[4], piece)
+        if tlen == #piece then touched = true end
+      end
     end
   elseif kind == 't' then
     last = append(ARGV[i + 1])
-    redis.call('RPUSH', KEYS[5], ARGV[i + 2])
+    if redis.call('RPUSH', KEYS[5], ARGV[i + 2]) == 1 then touched = true end
   else
     last = append(ARGV[i + 1])
     status = ARGV[i + 2]
@@ -125,12 +141,15 @@ for i = 10, #ARGV, 4 do
     ended = true
   end
   accepted = accepted + 1
+  if nexti % 256 == 0 then touched = true end
 end
-redis.call('HSET', t, 'next', nexti)
-for k = 3, 5 do
-  if ended then redis.call('PERSIST', KEYS[k]) elseif status == 'streaming' then
-    redis.call('PEXPIRE', KEYS[k], ARGV[7])
-  end
+if accepted > 0 then
+  redis.call('HSET', t, 'next', nexti, 'chars', nchars, 'trunc', trunc and 1 or 0, 'tlen', tlen)
+end
+if ended then
+  for k = 3, 5 do redis.call('PERSIST', KEYS[k]) end
+elseif touched and status == 'streaming' then
+  for k = 3, 5 do redis.call('PEXPIRE', KEYS[k], ARGV[7]) end
 end
 return {accepted, last, outcome, status}
 "#;
@@ -154,7 +173,8 @@ return {f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8] or '', f[9], f[10] or '0'
 /// The log's epoch and head, and the events `after < seq <= upto` if the log holds them all.
 /// KEYS[1] log, KEYS[2] meta; ARGV[1] epoch candidate (a missing log starts a life with it),
 /// ARGV[2] age limit ms, ARGV[3] the epoch asked for (empty: none), ARGV[4] after, ARGV[5]
-/// upto (0: the head). → {epoch, head, 1 held | 0 not, entries}
+/// upto (0: the head), ARGV[6] events kept (the log is trimmed lazily: only the newest this
+/// many count). → {epoch, head, 1 held | 0 not, entries}
 const READ_LOG: &str = r#"
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
@@ -169,9 +189,10 @@ local after, upto = tonumber(ARGV[4]), tonumber(ARGV[5])
 if upto == 0 then upto = head end
 if after > upto or upto > head then return {epoch, head, 0} end
 if after == upto then return {epoch, head, 1, {}} end
-local first = head - redis.call('LLEN', KEYS[1]) + 1
+local first = math.max(head - redis.call('LLEN', KEYS[1]) + 1, head - tonumber(ARGV[6]) + 1)
 if after + 1 < first then return {epoch, head, 0} end
-local items = redis.call('LRANGE', KEYS[1], after + 1 - first, upto - first)
+local base = head - redis.call('LLEN', KEYS[1]) + 1
+local items = redis.call('LRANGE', KEYS[1], after + 1 - base, upto - base)
 local t = redis.call('TIME')
 local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])
 local at = tonumber(string.match(items[1], '^(%d+)|'))
@@ -245,7 +266,7 @@ local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {redis.call('ZCARD', KEYS[1]), oldest[2] or '', redis.call('HLEN', KEYS[3])}
 "#;
 
-/// Every script, loaded once (by hash; sent in full when Redis does not know it).
+/// Every script, called by hash (sent in full when Redis does not know it: after a restart).
 pub struct Scripts {
     pub publish: Script,
     pub notify: Script,
@@ -280,6 +301,31 @@ impl Scripts {
             outbox_aside: Script::new(OUTBOX_ASIDE),
             outbox_stats: Script::new(OUTBOX_STATS),
         }
+    }
+}
+
+impl Scripts {
+    /// Loads every script into Redis (every master of a cluster), so the first calls of a busy
+    /// start do not each fail with NOSCRIPT and send the script again.
+    pub async fn load(&self, conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
+        for s in [
+            &self.publish,
+            &self.notify,
+            &self.create_turn,
+            &self.apply,
+            &self.read_turn,
+            &self.read_log,
+            &self.touch,
+            &self.outbox_add,
+            &self.outbox_claim,
+            &self.outbox_done,
+            &self.outbox_retry,
+            &self.outbox_aside,
+            &self.outbox_stats,
+        ] {
+            s.prepare_invoke().load_async(conn).await?;
+        }
+        Ok(())
     }
 }
 

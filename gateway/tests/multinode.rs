@@ -27,6 +27,20 @@ fn prefix() -> String {
     format!("mn{:x}", rand::random::<u32>())
 }
 
+/// Waits until conversation `conv` has `n` stored turns (read as an admin); returns them.
+async fn stored_in(gw: &TestGateway, conv: &str, n: usize) -> Vec<Value> {
+    let admin = token("ops", Some("gateway.admin"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, page) = gw.get_json(&format!("/v1/conversations/{conv}/turns"), &admin).await;
+        if s == 200 && page["turns"].as_array().unwrap().len() >= n {
+            return page["turns"].as_array().unwrap().clone();
+        }
+        assert!(Instant::now() < deadline, "{n} turns not stored: {s} {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn assert_contiguous(events: &[LogEvent], from: u64) {
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (from..from + events.len() as u64).collect::<Vec<_>>(), "contiguous");
@@ -435,4 +449,68 @@ async fn a_lost_subscription_connection_loses_nothing() {
     // And the node says it is ready again.
     let (s, r) = n1.get_json("/readyz", "").await;
     assert_eq!(s, 200, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_ended_on_a_node_that_died_before_storing_it_is_stored_once_by_another() {
+    let redis = TestRedis::start();
+    let p = prefix();
+    let url = common::pg::database_url();
+    let schema = common::pg::unique("gwredis");
+    let _drop = common::pg::DropSchema { url: url.clone(), schema: schema.clone() };
+    let (proxy, via) = common::pg::proxied(&url).await;
+    let store = [
+        ("GATEWAY_STORE_URL", via.as_str()),
+        ("GATEWAY_STORE_SCHEMA", schema.as_str()),
+        ("GATEWAY_OUTBOX_RETRY_BASE_MS", "50"),
+        ("GATEWAY_OUTBOX_RETRY_MAX_MS", "200"),
+    ];
+    let mut n1 = node(&redis.url, &p, "node-1", &store);
+    let n2 = node(&redis.url, &p, "node-2", &store);
+    // Stored normally first: once, whichever node ends it.
+    n1.create_turn("jo", "cj", "t-ok").await;
+    n2.send_items("t-ok", &[json!({"delta": "fine"}), end_item()]).await;
+    assert_eq!(stored_in(&n2, "cj", 1).await.len(), 1);
+
+    // The store goes away; a turn ends on node 1, which then dies before it could store it.
+    proxy.set_up(false);
+    let (items, text) = deltas(20, "lost?");
+    n1.create_turn("jo", "cj", "t-orphan").await;
+    let mut all = items;
+    all.push(end_item());
+    assert_eq!(n1.send_items("t-orphan", &all).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    n1.signal("KILL");
+    n1.wait_exit(Duration::from_secs(5)).expect("killed");
+    let (_, ready) = n2.get_json("/readyz", "").await;
+    assert_eq!(ready["store"]["outbox"]["backlog"], 1, "the outbox is in Redis: {ready}");
+
+    proxy.set_up(true);
+    let turns = stored_in(&n2, "cj", 2).await;
+    assert_eq!(turns.len(), 2, "each turn once");
+    let orphan = turns.iter().find(|t| t["turn_id"] == "t-orphan").expect("stored by node 2");
+    assert_eq!(orphan["text"], text.as_str());
+}
+
+#[tokio::test]
+async fn a_node_stopped_cleanly_leaves_presence_at_once() {
+    let redis = TestRedis::start();
+    let p = prefix();
+    let n1 = node(&redis.url, &p, "leaving", &[]);
+    let n2 = node(&redis.url, &p, "staying", &[]);
+    let mut a = n1.ws("kim", "device_id=a").await;
+    let mut b = n1.sse("kim", "device_id=b", None).await;
+    let mut c = n2.ws("kim", "device_id=c").await;
+    a.hello().await;
+    b.hello().await;
+    c.hello().await;
+    assert_eq!(presence_ids(&n2, "kim").await.len(), 3);
+    n1.signal("TERM");
+    let mut n1 = n1;
+    assert!(n1.wait_exit(Duration::from_secs(15)).expect("drained").success());
+    assert_eq!(
+        presence_ids(&n2, "kim").await,
+        vec![("c".to_string(), "staying".to_string())],
+        "removed during the drain, not left to expire"
+    );
 }

@@ -19,15 +19,7 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`, and migrates it.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
-        let path = dir.join("turns.db");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+        let options = file_options(dir, "turns.db")?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
@@ -35,6 +27,19 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Corrupt(format!("migration: {e}")))?;
         Ok(EmbeddedStore { pool })
     }
+}
+
+/// A SQLite file `name` in `dir` (both created if missing): WAL, a write synced before it
+/// returns, a lock waited for rather than refused.
+pub(crate) fn file_options(dir: &Path, name: &str) -> Result<SqliteConnectOptions, StoreError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(name);
+    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5)))
 }
 
 impl EmbeddedStore {

@@ -163,40 +163,26 @@ pub fn now_ms() -> i64 {
 
 /// The final record of a turn, its text cut to `max_text` bytes (flagged) when longer.
 pub fn final_turn(
-    parts: FinalParts,
+    turn: store_client::TurnRecord,
     traces: Vec<store_client::Trace>,
     max_text: usize,
 ) -> store_client::FinalTurn {
-    let mut turn = store_client::FinalTurn {
-        turn: store_client::TurnRecord {
-            turn_id: parts.turn_id,
-            conversation_id: parts.conversation_id,
-            user_id: parts.user_id,
-            status: parts.status,
-            text: parts.text,
-            truncated: parts.truncated,
-            created_at_ms: parts.created_at_ms,
-            completed_at_ms: parts.completed_at_ms,
-            meta: parts.meta.unwrap_or(Value::Null),
-        },
-        traces,
-    };
+    let mut turn = store_client::FinalTurn { turn, traces };
     turn.limit_text(max_text);
     turn
 }
 
-/// What a backplane knows of a turn as it ends.
-pub struct FinalParts {
-    pub turn_id: String,
-    pub conversation_id: String,
-    pub user_id: String,
-    pub status: TurnStatus,
-    pub text: String,
-    /// The text was already cut while streaming (it grew past the limit).
-    pub truncated: bool,
-    pub created_at_ms: i64,
-    pub completed_at_ms: i64,
-    pub meta: Option<Value>,
+/// The `notification` event a producer's request makes, under a fresh id.
+pub fn notification(id: &str, req: CreateNotification) -> wire::EventBody {
+    wire::EventBody::Notification {
+        id: id.to_owned(),
+        category: req.category,
+        priority: req.priority.unwrap_or_default(),
+        title: req.title,
+        body: req.body,
+        data: req.data.unwrap_or(Value::Null),
+        created_at: crate::ids::now_rfc3339(),
+    }
 }
 
 /// How a turn's text grows while streaming: up to `max` bytes, then it stops growing and is

@@ -36,11 +36,20 @@ impl Feed {
         backplane: &dyn Backplane,
         user: &str,
     ) -> Result<VecDeque<Arc<Entry>>, Resync> {
-        if self.in_order(&batch) {
-            self.last += batch.len() as u64;
+        if self.accept(&batch) {
             return Ok(batch);
         }
         Box::pin(self.repair(batch, backplane, user)).await
+    }
+
+    /// The fast path of [`admit`](Self::admit), without an await (its state would sit in every
+    /// idle connection): true when `batch` continues the client's stream exactly, taken.
+    pub fn accept(&mut self, batch: &VecDeque<Arc<Entry>>) -> bool {
+        let ok = self.in_order(batch);
+        if ok {
+            self.last += batch.len() as u64;
+        }
+        ok
     }
 
     fn same_epoch(&self, e: &Entry) -> bool {
@@ -52,7 +61,8 @@ impl Feed {
         batch.iter().zip(self.last + 1..).all(|(e, want)| e.seq == want && self.same_epoch(e))
     }
 
-    async fn repair(
+    /// The slow path: skips what the client has, fills gaps from the log. Callers box it.
+    pub async fn repair(
         &mut self,
         batch: VecDeque<Arc<Entry>>,
         backplane: &dyn Backplane,

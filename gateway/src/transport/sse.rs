@@ -125,8 +125,12 @@ impl SseStream {
                     Ready::Close(wire::close::DRAINING) => return Some(self.reconnect()),
                     Ready::Close(_) => return None,
                 };
-                let state = &self.session.state;
-                let batch = self.feed.admit(batch, &*state.backplane, &self.session.user).await.ok()?;
+                let batch = if self.feed.accept(&batch) {
+                    batch
+                } else {
+                    let (state, user) = (&self.session.state, &self.session.user);
+                    Box::pin(self.feed.repair(batch, &*state.backplane, user)).await.ok()?
+                };
                 let mut buf = BytesMut::new();
                 for ev in &batch {
                     buf.put_slice(ev.sse_frame());

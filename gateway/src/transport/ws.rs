@@ -23,6 +23,7 @@ use super::params::{self, ConnectParams};
 use super::session::Session;
 use crate::api::Authenticated;
 use crate::auth::Principal;
+use crate::backplane::Unavailable;
 use crate::error::ApiError;
 use crate::hub::{Attachment, Entry, Outbox, Ready, Reservation};
 use crate::state::AppState;
@@ -116,27 +117,41 @@ async fn run(
 ) {
     // Every phase but the steady one is boxed, so an idle connection's task holds only the state
     // of `serve`'s loop: that is most of its memory at tens of thousands of endpoints.
-    let opened =
-        Box::pin(Session::open(state.clone(), &principal, &params, Transport::Ws, reservation))
-            .await;
+    let opened = open(&mut socket, state, &principal, &params, reservation);
+    let Some((mut session, att)) = Box::pin(opened).await else { return };
     drop((principal, params));
-    let (mut session, att) = match opened {
-        Ok(o) => o,
-        Err(e) => {
-            // No log to say hello with (Redis unreachable): try again, maybe on another node.
-            tracing::warn!(error = %e, "cannot attach a WebSocket");
-            let frame = ControlFrame::error(e.code, e.message, None);
-            let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
-            let after_ms = state.limits.reconnect_after_ms;
-            let frame = ControlFrame::Reconnect { after_ms };
-            let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
-            goodbye(&mut socket, close::DRAINING, "backplane unavailable").await;
-            return;
-        }
-    };
     let end = serve(&mut socket, &mut session, att).await;
     Box::pin(say_goodbye(&mut socket, &session, end)).await;
     drop(session);
+}
+
+/// Attaches the endpoint; when there is no log to say hello with (Redis unreachable), tells the
+/// client why and to come back, maybe on another node, and gives `None`. The caller boxes it:
+/// none of this should sit in every idle connection's task.
+async fn open(
+    socket: &mut WebSocket,
+    state: AppState,
+    principal: &Principal,
+    params: &ConnectParams,
+    reservation: Reservation,
+) -> Option<(Session, Attachment)> {
+    let after_ms = state.limits.reconnect_after_ms;
+    match Session::open(state, principal, params, Transport::Ws, reservation).await {
+        Ok(opened) => Some(opened),
+        Err(e) => {
+            unavailable(socket, after_ms, e).await;
+            None
+        }
+    }
+}
+
+async fn unavailable(socket: &mut WebSocket, after_ms: u64, e: Unavailable) {
+    tracing::warn!(error = %e, "cannot attach a WebSocket");
+    let frame = ControlFrame::error(e.code, e.message, None);
+    let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
+    let frame = ControlFrame::Reconnect { after_ms };
+    let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
+    goodbye(socket, close::DRAINING, "backplane unavailable").await;
 }
 
 async fn say_goodbye(socket: &mut WebSocket, session: &Session, end: End) {
@@ -179,6 +194,25 @@ fn close_code(code: u16) -> End {
         close::TOKEN_EXPIRED => End::Close(code, "token expired"),
         _ => End::Close(code, "closed by server"),
     }
+}
+
+/// Checks a batch against the client's stream (repairing it when it is not the exact
+/// continuation) and writes it; returns how many events were written. Boxed by the caller.
+async fn deliver(
+    socket: &mut WebSocket,
+    feed: &mut Feed,
+    session: &Session,
+    batch: VecDeque<Arc<Entry>>,
+) -> Result<u64, End> {
+    let batch = if feed.accept(&batch) {
+        batch
+    } else {
+        let backplane = &*session.state.backplane;
+        feed.repair(batch, backplane, &session.user).await.map_err(|(c, r)| End::Close(c, r))?
+    };
+    let n = batch.len() as u64;
+    write_batch(socket, &feed.outbox, batch).await?;
+    Ok(n)
 }
 
 /// Writes a batch of events with one flush, unless a close request comes first.
@@ -251,7 +285,6 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
     let state = session.state.clone();
     let hello = session.hello(&att);
     let mut feed = Feed::new(&att);
-    let outbox = att.outbox;
     let replay = att.replay;
     let shutdown = state.shutdown.clone();
     let metrics = &state.metrics;
@@ -267,7 +300,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
     };
     tokio::select! {
         biased;
-        code = outbox.closed() => return close_code(code),
+        code = feed.outbox.closed() => return close_code(code),
         _ = shutdown.cancelled() => return End::Drain,
         r = Box::pin(initial) => if r.is_err() { return End::Gone },
     }
@@ -290,20 +323,15 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
         // wake-up.
         tokio::select! {
             biased;
-            ready = outbox.ready() => {
+            ready = feed.outbox.ready() => {
                 let batch = match ready {
                     Ready::Close(code) => return close_code(code),
                     Ready::Events(batch) => batch,
                 };
-                let batch = match feed.admit(batch, &*state.backplane, &session.user).await {
-                    Ok(batch) => batch,
-                    Err((code, reason)) => return End::Close(code, reason),
-                };
-                let n = batch.len() as u64;
-                if let Err(end) = Box::pin(write_batch(socket, &outbox, batch)).await {
-                    return end;
+                match Box::pin(deliver(socket, &mut feed, session, batch)).await {
+                    Ok(n) => metrics.events_delivered.increment(n),
+                    Err(end) => return end,
                 }
-                metrics.events_delivered.increment(n);
             }
             msg = socket.recv() => {
                 last_seen = Instant::now();
@@ -316,7 +344,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(m)) => m,
                 };
-                match Box::pin(answer(socket, session, &mut frames, &outbox, msg)).await {
+                match Box::pin(answer(socket, session, &mut frames, &feed.outbox, msg)).await {
                     Answer::Done => {}
                     Answer::Refreshed => {
                         expires = session.expiry();
@@ -338,7 +366,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                 }
                 tokio::select! {
                     biased;
-                    code = outbox.closed() => return close_code(code),
+                    code = feed.outbox.closed() => return close_code(code),
                     r = socket.send(Message::Ping(Bytes::new())) => if r.is_err() { return End::Gone },
                 }
             }

@@ -9,14 +9,11 @@
 //! store.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Outbox, OutboxStats, Pending, now_ms};
 use crate::{FinalTurn, StoreError};
@@ -43,15 +40,7 @@ const ASIDE: &str = "SELECT COUNT(*) FROM outbox WHERE set_aside = TRUE";
 impl EmbeddedOutbox {
     /// Opens (creating if needed) the outbox in `dir`, and migrates it.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
-        let path = dir.join("outbox.db");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+        let options = crate::embedded::file_options(dir, "outbox.db")?;
         let relaxed_options = options.clone().synchronous(SqliteSynchronous::Normal);
         let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
         sqlx::migrate!("./outbox-migrations")

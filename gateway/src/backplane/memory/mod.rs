@@ -16,7 +16,9 @@ use tokio::time::Instant;
 use wire::api::{CreateNotification, EventItem, NotificationAccepted, TurnCreated, TurnState};
 use wire::{EventBody, TurnStatus};
 
-use super::{Applied, Backplane, NewTurn, Snapshot, TurnError, Unavailable, final_turn};
+use super::{
+    Applied, Backplane, NewTurn, Snapshot, TurnError, Unavailable, final_turn, notification,
+};
 use crate::hub::{Attachment, Entry, Hub, Reservation, ResumeFrom};
 use crate::ids;
 use turns::Turn;
@@ -116,7 +118,7 @@ impl MemoryBackplane {
             return Err(TurnError::Ended { turn_id: t.turn_id.clone(), status: t.status });
         }
         let traces = std::mem::take(&mut t.traces);
-        let finished = final_turn(t.final_parts(status), traces, self.max_text);
+        let finished = final_turn(t.final_record(status), traces, self.max_text);
         if let Err(e) = self.outbox.enqueue(&finished).await {
             t.traces = finished.traces;
             tracing::error!(turn_id = %t.turn_id, error = %e, "the outbox cannot take a finished turn");
@@ -137,16 +139,8 @@ impl MemoryBackplane {
 
     fn send_notification(&self, req: CreateNotification) -> NotificationAccepted {
         let id = ids::fresh("n");
-        let body = EventBody::Notification {
-            id: id.clone(),
-            category: req.category,
-            priority: req.priority.unwrap_or_default(),
-            title: req.title,
-            body: req.body,
-            data: req.data.unwrap_or(serde_json::Value::Null),
-            created_at: ids::now_rfc3339(),
-        };
-        let seq = self.hub.publish(&req.user_id, &body).seq;
+        let user = req.user_id.clone();
+        let seq = self.hub.publish(&user, &notification(&id, req)).seq;
         NotificationAccepted { id, seq }
     }
 }

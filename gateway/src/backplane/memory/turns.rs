@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use store_client::Trace;
+use store_client::{Trace, TurnRecord};
 use tokio::time::Instant;
 use wire::TurnStatus;
 use wire::api::TurnState;
 
-use crate::backplane::{FinalParts, Snapshot, chars, grow_text};
+use crate::backplane::{Snapshot, chars, grow_text};
 
 /// One turn.
 #[derive(Debug)]
@@ -98,9 +98,9 @@ impl Turn {
         }
     }
 
-    /// What the finalised record of this turn holds if it ends now with `status`.
-    pub fn final_parts(&self, status: TurnStatus) -> FinalParts {
-        FinalParts {
+    /// The finalised record of this turn if it ends now with `status`.
+    pub fn final_record(&self, status: TurnStatus) -> TurnRecord {
+        TurnRecord {
             turn_id: self.turn_id.clone(),
             conversation_id: self.conversation_id.clone(),
             user_id: self.user_id.to_string(),
@@ -109,7 +109,7 @@ impl Turn {
             truncated: self.truncated,
             created_at_ms: self.created_at_ms,
             completed_at_ms: super::super::now_ms(),
-            meta: self.meta.clone(),
+            meta: self.meta.clone().unwrap_or(Value::Null),
         }
     }
 }

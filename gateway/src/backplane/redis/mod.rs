@@ -182,17 +182,7 @@ impl RedisBackplane {
         owner: &str,
         what: &str,
     ) -> Result<Option<TurnFields>, Unavailable> {
-        let t = self.keys.turn(user, turn_id);
-        let raw: Option<redis::Value> = self
-            .scripts
-            .read_turn
-            .key(self.keys.log(user).meta)
-            .key(t.state)
-            .key(t.text)
-            .key(t.traces)
-            .arg(owner)
-            .arg(what)
-            .invoke_async(&mut self.conn.clone())
+        let raw = read::turn(&self.conn, &self.scripts, &self.keys, user, turn_id, owner, what)
             .await
             .map_err(unavailable)?;
         raw.map(TurnFields::parse).transpose().map_err(corrupt)
@@ -487,15 +477,7 @@ impl Backplane for RedisBackplane {
             None => 0,
         };
         let dedup = self.keys.dedup(&user, req.dedup_key.as_deref().unwrap_or("-"));
-        let body = EventBody::Notification {
-            id: id.clone(),
-            category: req.category,
-            priority: req.priority.unwrap_or_default(),
-            title: req.title,
-            body: req.body,
-            data: req.data.unwrap_or(serde_json::Value::Null),
-            created_at: ids::now_rfc3339(),
-        };
+        let body = super::notification(&id, req);
         let mut inv = self.prelude(&self.scripts.notify, &user);
         inv.key(dedup).arg(window).arg(&id).arg(json(&body));
         let (fresh, answer): (i64, String) =

@@ -14,13 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use store_client::outbox::now_ms;
-use store_client::{FinalTurn, Outbox, OutboxStats, Pending, StoreError, Trace};
+use store_client::{FinalTurn, Outbox, OutboxStats, Pending, StoreError, Trace, TurnRecord};
 use wire::TurnStatus;
 
 use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::Scripts;
-use crate::backplane::{FinalParts, final_turn};
+use crate::backplane::final_turn;
 
 /// How long an entry whose turn still streams is kept: the end it announced never came (the
 /// node died between the two steps, or the end was refused), so it is dropped after this.
@@ -57,14 +57,9 @@ impl RedisOutbox {
 
     /// Records that `turn_id` of `user` is about to end (before the end itself).
     pub async fn add(&self, turn_id: &str, user: &str) -> redis::RedisResult<()> {
-        let k = self.keys.outbox();
         let now = now_ms();
         let _: i64 = self
-            .scripts
-            .outbox_add
-            .key(k.due)
-            .key(k.age)
-            .key(k.who)
+            .script(&self.scripts.outbox_add)
             .arg(turn_id)
             .arg(user)
             .arg(now)
@@ -74,15 +69,17 @@ impl RedisOutbox {
         Ok(())
     }
 
-    async fn done(&self, turn_id: &str) -> Result<(), StoreError> {
+    /// An outbox script with its keys (every one takes the same five, see `scripts.rs`).
+    fn script<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
         let k = self.keys.outbox();
+        let mut inv = script.key(k.due);
+        inv.key(k.age).key(k.who).key(k.tries).key(k.aside);
+        inv
+    }
+
+    async fn done(&self, turn_id: &str) -> Result<(), StoreError> {
         let _: i64 = self
-            .scripts
-            .outbox_done
-            .key(k.due)
-            .key(k.age)
-            .key(k.who)
-            .key(k.tries)
+            .script(&self.scripts.outbox_done)
             .arg(turn_id)
             .invoke_async(&mut self.conn.clone())
             .await
@@ -92,12 +89,8 @@ impl RedisOutbox {
     }
 
     async fn retry_at(&self, turn_id: &str, at_ms: i64, attempts: u32) -> Result<(), StoreError> {
-        let k = self.keys.outbox();
         let _: i64 = self
-            .scripts
-            .outbox_retry
-            .key(k.due)
-            .key(k.tries)
+            .script(&self.scripts.outbox_retry)
             .arg(turn_id)
             .arg(at_ms)
             .arg(attempts)
@@ -109,19 +102,10 @@ impl RedisOutbox {
 
     /// The finished turn, from its state; `None` when it has not ended (or is gone).
     async fn assemble(&self, turn_id: &str, user: &str) -> Result<Assembled, StoreError> {
-        let t = self.keys.turn(user, turn_id);
-        let raw: Option<redis::Value> = self
-            .scripts
-            .read_turn
-            .key(self.keys.log(user).meta)
-            .key(t.state)
-            .key(t.text)
-            .key(t.traces)
-            .arg("")
-            .arg("final")
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let raw =
+            super::read::turn(&self.conn, &self.scripts, &self.keys, user, turn_id, "", "final")
+                .await
+                .map_err(unavailable)?;
         let Some(raw) = raw else { return Ok(Assembled::Gone) };
         let f = super::TurnFields::parse(raw).map_err(StoreError::Corrupt)?;
         if f.status == TurnStatus::Streaming {
@@ -133,7 +117,7 @@ impl RedisOutbox {
             .map(|t| serde_json::from_str::<Trace>(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Corrupt(format!("trace of {turn_id}: {e}")))?;
-        let parts = FinalParts {
+        let record = TurnRecord {
             turn_id: turn_id.to_owned(),
             conversation_id: f.conversation_id,
             user_id: f.user_id,
@@ -142,9 +126,9 @@ impl RedisOutbox {
             truncated: f.truncated,
             created_at_ms: f.created_ms,
             completed_at_ms: f.ended_ms,
-            meta: f.meta,
+            meta: f.meta.unwrap_or(serde_json::Value::Null),
         };
-        Ok(Assembled::Ended(final_turn(parts, traces, self.max_text)))
+        Ok(Assembled::Ended(final_turn(record, traces, self.max_text)))
     }
 }
 
@@ -157,15 +141,9 @@ enum Assembled {
 #[async_trait]
 impl Outbox for RedisOutbox {
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Pending>, StoreError> {
-        let k = self.keys.outbox();
         let now = now_ms();
         let raw: Vec<String> = self
-            .scripts
-            .outbox_claim
-            .key(k.due)
-            .key(k.age)
-            .key(k.who)
-            .key(k.tries)
+            .script(&self.scripts.outbox_claim)
             .arg(now)
             .arg(lease.as_millis() as u64)
             .arg(max)
@@ -244,15 +222,8 @@ impl Outbox for RedisOutbox {
     }
 
     async fn set_aside(&self, turn_id: &str, error: &str) -> Result<(), StoreError> {
-        let k = self.keys.outbox();
         let _: i64 = self
-            .scripts
-            .outbox_aside
-            .key(k.due)
-            .key(k.age)
-            .key(k.who)
-            .key(k.tries)
-            .key(k.aside)
+            .script(&self.scripts.outbox_aside)
             .arg(turn_id)
             .arg(error)
             .invoke_async(&mut self.conn.clone())
@@ -263,13 +234,8 @@ impl Outbox for RedisOutbox {
     }
 
     async fn stats(&self) -> Result<OutboxStats, StoreError> {
-        let k = self.keys.outbox();
         let (depth, oldest, aside): (u64, String, u64) = self
-            .scripts
-            .outbox_stats
-            .key(k.due)
-            .key(k.age)
-            .key(k.aside)
+            .script(&self.scripts.outbox_stats)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;

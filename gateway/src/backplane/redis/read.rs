@@ -6,8 +6,27 @@ use redis::Value;
 use serde_json::Value as Json;
 use wire::TurnStatus;
 
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::Scripts;
 use super::subs::event_kind;
 use crate::hub::Entry;
+
+/// Runs `READ_TURN` for a turn of `user` (see the script for `owner` and `what`).
+pub async fn turn(
+    conn: &RedisConn,
+    scripts: &Scripts,
+    keys: &Keys,
+    user: &str,
+    turn_id: &str,
+    owner: &str,
+    what: &str,
+) -> redis::RedisResult<Option<Value>> {
+    let t = keys.turn(user, turn_id);
+    let mut inv = scripts.read_turn.key(keys.log(user).meta);
+    inv.key(t.state).key(t.text).key(t.traces).arg(owner).arg(what);
+    inv.invoke_async(&mut conn.clone()).await
+}
 
 fn text(v: &Value) -> Result<String, String> {
     match v {

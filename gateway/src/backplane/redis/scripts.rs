@@ -206,18 +206,20 @@ for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 return 1
 "#;
 
+/// The outbox scripts all take the same KEYS: due, age, who, tries, aside (see `keys.rs`).
+///
 /// Records that a turn is about to end: written before the end, so a crash between the end and
-/// anything after it still leaves the turn on its way to the store. KEYS due, age, who;
+/// anything after it still leaves the turn on its way to the store.
 /// ARGV[1] turn id, ARGV[2] user, ARGV[3] first due (ms), ARGV[4] now (ms).
 const OUTBOX_ADD: &str = r#"
 redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// Claims due entries, leasing each. KEYS due, age, who, tries; ARGV[1] now, ARGV[2] lease
-/// ms, ARGV[3] max. → {id, user, tries, enqueued, ...}
+/// Claims due entries, leasing each. ARGV[1] now, ARGV[2] lease ms, ARGV[3] max.
+/// → {id, user, tries, enqueued, ...}
 const OUTBOX_CLAIM: &str = r#"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -231,7 +233,7 @@ end
 return out
 "#;
 
-/// Removes an entry (stored, or dropped). KEYS due, age, who, tries; ARGV[1] id.
+/// Removes an entry (stored, or dropped). ARGV[1] id.
 const OUTBOX_DONE: &str = r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -240,16 +242,15 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
 "#;
 
-/// Tries an entry again later. KEYS due, tries; ARGV[1] id, ARGV[2] due ms, ARGV[3] attempts.
+/// Tries an entry again later. ARGV[1] id, ARGV[2] due ms, ARGV[3] attempts.
 const OUTBOX_RETRY: &str = r#"
 if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
 end
 return 1
 "#;
 
-/// Sets an entry aside for an operator. KEYS due, age, who, tries, aside; ARGV[1] id, ARGV[2]
-/// the reason.
+/// Sets an entry aside for an operator. ARGV[1] id, ARGV[2] the reason.
 const OUTBOX_ASIDE: &str = r#"
 local user = redis.call('HGET', KEYS[3], ARGV[1]) or ''
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -260,10 +261,10 @@ redis.call('HSET', KEYS[5], ARGV[1], user .. '|' .. ARGV[2])
 return 1
 "#;
 
-/// Depth, oldest entry, entries set aside. KEYS due, age, aside.
+/// Depth, oldest entry, entries set aside.
 const OUTBOX_STATS: &str = r#"
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {redis.call('ZCARD', KEYS[1]), oldest[2] or '', redis.call('HLEN', KEYS[3])}
+return {redis.call('ZCARD', KEYS[1]), oldest[2] or '', redis.call('HLEN', KEYS[5])}
 "#;
 
 /// Every script, called by hash (sent in full when Redis does not know it: after a restart).

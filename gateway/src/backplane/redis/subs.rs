@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
+use futures_util::StreamExt;
 use redis::aio::AsyncPushSender;
 use redis::{PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::{Mutex, Notify};
@@ -18,6 +19,9 @@ use tokio::sync::{Mutex, Notify};
 use super::conn::RedisConn;
 use super::keys::Keys;
 use crate::hub::{Entry, Hub};
+
+/// Subscriptions restored at once after a lost connection.
+const RENEW_IN_FLIGHT: usize = 64;
 
 /// The subscription connection's push handler.
 #[derive(Clone)]
@@ -158,7 +162,8 @@ impl Subscriptions {
         }
     }
 
-    /// Subscribes every held channel again (after the connection was lost).
+    /// Subscribes every held channel again (after the connection was lost), many at once on
+    /// the one connection.
     pub async fn renew(&self) -> RedisResult<()> {
         let held: Vec<Arc<str>> = self
             .users
@@ -166,8 +171,14 @@ impl Subscriptions {
             .filter(|e| e.value().try_lock().map_or(true, |n| *n > 0))
             .map(|e| e.key().clone())
             .collect();
-        for user in held {
-            self.conn.clone().subscribe(&self.keys.log(&user).channel).await?;
+        let mut subscribing = futures_util::stream::iter(held)
+            .map(|user| {
+                let mut conn = self.conn.clone();
+                async move { conn.subscribe(&self.keys.log(&user).channel).await }
+            })
+            .buffer_unordered(RENEW_IN_FLIGHT);
+        while let Some(r) = subscribing.next().await {
+            r?;
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 //!     cargo run --release -p store-client --example bench [-- TURNS WRITERS]
 //!
 //! PostgreSQL: `DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/postgres, in a schema of
-//! its own that is dropped afterwards.
+//! its own that is dropped afterwards. Its pages are read twice: right after the load, before
+//! the server has statistics on the new rows, and after `ANALYZE` (what autovacuum does within a
+//! minute, so the steady state of a real store).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +15,9 @@ use store_client::{EmbeddedStore, PostgresStore, TurnStore, contract};
 
 const PAGE: u32 = 50;
 
-async fn run(name: &str, store: Arc<dyn TurnStore>, turns: usize, writers: usize) {
-    // Writes: `writers` concurrent writers, as the outbox workers of several nodes would be.
+/// Writes `turns` turns of one conversation with `writers` concurrent writers (as the outbox
+/// workers of several nodes would); returns turns per second.
+async fn write(store: &Arc<dyn TurnStore>, turns: usize, writers: usize) -> f64 {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..writers {
@@ -31,9 +34,11 @@ async fn run(name: &str, store: Arc<dyn TurnStore>, turns: usize, writers: usize
     for t in tasks {
         t.await.expect("writer");
     }
-    let write_secs = started.elapsed().as_secs_f64();
+    turns as f64 / started.elapsed().as_secs_f64()
+}
 
-    // Reads: walk the whole conversation page by page, twice, timing each page.
+/// Walks the whole conversation page by page as its user, twice; returns (p50, p99, pages).
+async fn read(store: &Arc<dyn TurnStore>) -> (f64, f64, usize) {
     let mut lat: Vec<Duration> = Vec::new();
     for _ in 0..2 {
         let mut cursor = None;
@@ -49,13 +54,12 @@ async fn run(name: &str, store: Arc<dyn TurnStore>, turns: usize, writers: usize
     }
     lat.sort();
     let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
-    println!(
-        "| {name} | {:.0} | {:.2} | {:.2} | {} |",
-        turns as f64 / write_secs,
-        pct(0.5),
-        pct(0.99),
-        lat.len()
-    );
+    (pct(0.5), pct(0.99), lat.len())
+}
+
+fn row(name: &str, per_second: Option<f64>, (p50, p99, pages): (f64, f64, usize)) {
+    let rate = per_second.map_or("".to_owned(), |r| format!("{r:.0}"));
+    println!("| {name} | {rate} | {p50:.2} | {p99:.2} | {pages} |");
 }
 
 #[tokio::main]
@@ -71,15 +75,23 @@ async fn main() {
     );
 
     let dir = std::env::temp_dir().join(format!("store-bench-{}", std::process::id()));
-    let embedded = EmbeddedStore::open(&dir).await.expect("embedded store");
-    run("embedded (SQLite, WAL, full sync)", Arc::new(embedded), turns, writers).await;
+    let embedded: Arc<dyn TurnStore> =
+        Arc::new(EmbeddedStore::open(&dir).await.expect("embedded store"));
+    let rate = write(&embedded, turns, writers).await;
+    row("embedded (SQLite, WAL, full sync)", Some(rate), read(&embedded).await);
     std::fs::remove_dir_all(&dir).ok();
 
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let schema = format!("gwbench_{}", std::process::id());
     match PostgresStore::connect_in_schema(&url, Some(&schema)).await {
-        Ok(pg) => run("PostgreSQL", Arc::new(pg), turns, writers).await,
+        Ok(pg) => {
+            let pg: Arc<dyn TurnStore> = Arc::new(pg);
+            let rate = write(&pg, turns, writers).await;
+            row("PostgreSQL, right after the load", Some(rate), read(&pg).await);
+            analyze(&url, &schema).await;
+            row("PostgreSQL, analyzed", None, read(&pg).await);
+        }
         Err(e) => println!("| PostgreSQL | unavailable: {e} | | | |"),
     }
     use sqlx::Executor;
@@ -88,4 +100,10 @@ async fn main() {
             .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
             .await;
     }
+}
+
+async fn analyze(url: &str, schema: &str) {
+    use sqlx::Executor;
+    let pool = sqlx::PgPool::connect(url).await.expect("connect");
+    pool.execute(sqlx::AssertSqlSafe(format!("ANALYZE {schema}.turns"))).await.expect("analyze");
 }

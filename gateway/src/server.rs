@@ -96,7 +96,8 @@ impl Background {
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move {
             every(OUTBOX_STATS_EVERY, &st, || async {
-                s.metrics.persistence(&s.persister.counters);
+                // The persister's counters are mirrored when /metrics is read; the outbox's
+                // depth needs a query, so it is read here, not per scrape.
                 match s.persister.outbox().stats().await {
                     Ok(stats) => s.metrics.outbox(&stats, store_client::outbox::now_ms()),
                     Err(e) => tracing::warn!(error = %e, "cannot read the outbox's depth"),

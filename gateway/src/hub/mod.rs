@@ -199,14 +199,6 @@ impl Hub {
             .collect()
     }
 
-    /// Whether `user` has an endpoint (or one being admitted) on this node.
-    pub fn holds(&self, user: &str) -> bool {
-        self.users.get(user).is_some_and(|s| {
-            let log = s.lock();
-            !log.endpoints.is_empty() || log.reserved > 0
-        })
-    }
-
     /// The newest seq of the user's log.
     pub fn head(&self, user: &str) -> u64 {
         self.users.get(user).map(|s| s.lock().ring.head()).unwrap_or(0)

@@ -364,6 +364,8 @@ impl Backplane for RedisBackplane {
     }
 
     async fn cancel(&self, user: &str, turn_id: &str) -> Result<u64, TurnError> {
+        // Read first although the script checks the owner too: an end writes an outbox entry
+        // before it runs, and none must be written for a turn that is not the caller's.
         let t = self
             .read_turn(user, turn_id, user, "state")
             .await?

@@ -32,6 +32,7 @@ fn ids(list: &[EndpointInfo]) -> Vec<&str> {
 pub async fn run_all(make: Factory<'_>) {
     lists_what_was_registered_in_order(make().as_ref()).await;
     users_are_isolated(make().as_ref()).await;
+    look_alike_user_ids_are_isolated(make().as_ref()).await;
     unregister_removes_at_once(make().as_ref()).await;
     entries_expire_without_refresh(make().as_ref()).await;
     refresh_keeps_entries_alive(make().as_ref()).await;
@@ -110,4 +111,16 @@ pub async fn a_late_refresh_does_not_resurrect(p: &dyn PresenceRegistry) {
     missing.sort_by_key(|k| (k.user_id.clone(), k.conn_id.clone()));
     assert_eq!(missing, vec![late, never]);
     assert!(p.list("u1").await.unwrap().is_empty());
+}
+
+/// Ids a key encoding could confuse (a brace forces a hex form that starts with `#`).
+pub async fn look_alike_user_ids_are_isolated(p: &dyn PresenceRegistry) {
+    let users = ["{x}", "#7b787d", "A", "#41", "#team"];
+    for (i, u) in users.iter().enumerate() {
+        p.register(u, endpoint(&format!("c{i}"), "n1")).await.unwrap();
+    }
+    for (i, u) in users.iter().enumerate() {
+        let want = format!("c{i}");
+        assert_eq!(ids(&p.list(u).await.unwrap()), vec![want.as_str()], "{u:?}");
+    }
 }

@@ -17,7 +17,7 @@ mod redis;
 
 pub use error::PresenceError;
 pub use memory::MemoryPresence;
-pub use redis::{RedisPresence, slot_tag};
+pub use redis::{RedisPresence, slot_tag, user_of_tag};
 pub use wire::EndpointInfo;
 
 use std::sync::Arc;

@@ -169,15 +169,38 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RedisPresence<C> {
     }
 }
 
-/// The hash tag of a user's keys: the user id, unless it holds a brace (which would end or
-/// empty the tag and scatter the user's keys over slots), then its hex form.
+/// The hash tag of a user's keys: the user id itself when that is safe, else `#` and its hex.
+///
+/// A raw id must not hold a brace (it would end or empty the tag and scatter the user's keys
+/// over slots), must not be empty (an empty tag hashes the whole key), and must not hold `#`:
+/// raw tags never contain `#` and hex tags always start with it, which keeps the encoding
+/// injective (`{x}` and `#7b787d` are two users, with two sets of keys). [`user_of_tag`] is
+/// its inverse.
 pub fn slot_tag(user: &str) -> std::borrow::Cow<'_, str> {
-    if user.contains(['{', '}']) {
+    if user.is_empty() || user.contains(['{', '}', '#']) {
         let hex: String = user.bytes().map(|b| format!("{b:02x}")).collect();
         std::borrow::Cow::Owned(format!("#{hex}"))
     } else {
         std::borrow::Cow::Borrowed(user)
     }
+}
+
+/// The user a tag made by [`slot_tag`] names; `None` for a string `slot_tag` never makes.
+pub fn user_of_tag(tag: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let Some(hex) = tag.strip_prefix('#') else {
+        let raw = !tag.is_empty() && !tag.contains(['{', '}', '#']);
+        return raw.then_some(std::borrow::Cow::Borrowed(tag));
+    };
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
+    let user = String::from_utf8(bytes?).ok()?;
+    // Only the canonical form: a user that could have been written raw never is hex.
+    (slot_tag(&user) == tag).then_some(std::borrow::Cow::Owned(user))
 }
 
 #[async_trait]
@@ -262,5 +285,41 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> PresenceRegistry for Red
 
     fn ttl(&self) -> Duration {
         self.ttl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{slot_tag, user_of_tag};
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_colliding_ids_of_the_adversarial_run_are_told_apart() {
+        for (a, b) in [("{x}", "#7b787d"), ("A", "#41"), ("", "#")] {
+            assert_ne!(slot_tag(a), slot_tag(b), "{a:?} and {b:?}");
+        }
+        assert_eq!(user_of_tag(&slot_tag("#team")).as_deref(), Some("#team"));
+        assert_eq!(user_of_tag("#7b787d").as_deref(), Some("{x}"));
+        assert_eq!(user_of_tag("#41"), None, "\"A\" is always written raw");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// A left inverse makes the encoding injective; the tag is a valid, non-empty hash tag.
+        #[test]
+        fn slot_tags_are_injective_and_stay_in_one_slot(user in any::<String>()) {
+            let tag = slot_tag(&user);
+            let braces = ['{', '}'];
+            prop_assert!(!tag.is_empty() && !tag.contains(braces), "bad tag {:?}", tag);
+            let back = user_of_tag(&tag);
+            prop_assert_eq!(back.as_deref(), Some(user.as_str()));
+        }
+
+        #[test]
+        fn any_string_decodes_to_at_most_the_user_that_encodes_to_it(tag in any::<String>()) {
+            if let Some(user) = user_of_tag(&tag) {
+                prop_assert_eq!(slot_tag(&user), tag.as_str());
+            }
+        }
     }
 }

@@ -125,6 +125,7 @@ pub async fn run_all(f: &dyn Factory) {
     an_ended_turn_waits_in_the_outbox_once_with_its_exact_text(f.make(100).await).await;
     notification_dedup_holds_across_nodes(f.make(100).await).await;
     missed_events_can_be_read_back(f.make(100).await).await;
+    users_whose_names_look_alike_stay_apart(f.make(100).await).await;
 }
 
 pub async fn every_endpoint_on_every_node_gets_every_event_in_order(fx: Fixture) {
@@ -313,4 +314,38 @@ pub async fn missed_events_can_be_read_back(fx: Fixture) {
     let got = fx.a.backplane.missed(&u, &e.att.epoch, 1, 3).await.unwrap().expect("held");
     assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
     assert!(fx.b.backplane.missed(&u, "another-life", 1, 3).await.unwrap().is_none());
+}
+
+/// Ids that a key encoding could map onto one another (a brace forces the hex form, which
+/// starts with `#`; a `#` in a plain id) keep apart logs, live events and epochs.
+pub async fn users_whose_names_look_alike_stay_apart(fx: Fixture) {
+    let base = unique("x");
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let braced = format!("{{{base}}}");
+    let users = [
+        braced.clone(),
+        format!("#{}", hex(&braced)),
+        base.clone(),
+        format!("#{}", hex(&base)),
+        format!("#team-{base}"),
+        format!("{{#{base}"),
+    ];
+    let mut devices = Vec::new();
+    for u in &users {
+        devices.push(Endpoint::attach(&fx.a, u, None).await);
+    }
+    for (i, u) in users.iter().enumerate() {
+        let seq = fx.b.backplane.mark_read(u, &format!("n{i}")).await.unwrap();
+        assert_eq!(seq, 1, "{u:?} has a log of its own");
+    }
+    for (i, (u, device)) in users.iter().zip(devices.iter_mut()).enumerate() {
+        let got = device.take(1).await;
+        let want = format!("n{i}");
+        assert!(
+            matches!(&got[0].body, EventBody::NotificationRead { id } if *id == want),
+            "{u:?} got {got:?}"
+        );
+        let later = tokio::time::timeout(Duration::from_millis(50), device.att.outbox.ready());
+        assert!(later.await.is_err(), "{u:?} received another user's event");
+    }
 }

@@ -2,7 +2,7 @@
 //! every script touches one slot and runs on a Redis Cluster; the outbox has a slot of its own
 //! (`{<ns>:outbox}`); only the turn index (turn id → user) lives elsewhere, and is read alone.
 
-use presence::slot_tag;
+use presence::{slot_tag, user_of_tag};
 
 /// Names under one namespace (deployments, and tests, share a Redis by namespace).
 #[derive(Debug, Clone)]
@@ -91,16 +91,7 @@ impl Keys {
     pub fn user_of_channel<'a>(&self, channel: &'a str) -> Option<std::borrow::Cow<'a, str>> {
         let tag =
             channel.strip_prefix(self.ns.as_str())?.strip_prefix(":{")?.strip_suffix("}:ch")?;
-        match tag.strip_prefix('#') {
-            None => Some(std::borrow::Cow::Borrowed(tag)),
-            Some(hex) => {
-                let bytes: Option<Vec<u8>> = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-                    .collect();
-                String::from_utf8(bytes?).ok().map(std::borrow::Cow::Owned)
-            }
-        }
+        user_of_tag(tag)
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -20,13 +21,26 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`, and migrates it.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
         let options = file_options(dir, "turns.db")?;
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = pool(4).connect_with(options).await?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Corrupt(format!("migration: {e}")))?;
         Ok(EmbeddedStore { pool })
     }
+}
+
+/// Pool settings for a SQLite file. A connection handed back still inside a transaction (its
+/// rollback failed: a full disk, an I/O error) is closed, not reused, so one bad moment does
+/// not break every later write; the pool opens a fresh one when it is next needed.
+pub(crate) fn pool(max: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new().max_connections(max).after_release(|conn, _| {
+        Box::pin(async move {
+            // The ping runs after any rollback queued by a dropped transaction.
+            conn.ping().await?;
+            Ok(!conn.is_in_transaction())
+        })
+    })
 }
 
 /// A SQLite file `name` in `dir` (both created if missing): WAL, a write synced before it

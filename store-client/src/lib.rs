@@ -26,8 +26,8 @@ mod types;
 
 pub use cursor::Cursor;
 pub use embedded::EmbeddedStore;
-pub use error::StoreError;
-pub use outbox::{EmbeddedOutbox, Outbox, OutboxStats, Pending};
+pub use error::{StoreError, is_transient_reason};
+pub use outbox::{AsideFilter, EmbeddedOutbox, Outbox, OutboxStats, Pending, SetAside};
 pub use persister::{PersistCounters, Persister, RetryPolicy};
 pub use postgres::PostgresStore;
 pub use types::{FinalTurn, Page, PutOutcome, Trace, TurnRecord};
@@ -55,20 +55,18 @@ pub trait TurnStore: Send + Sync + 'static {
     /// `None` when no such turn is stored.
     async fn traces(&self, turn_id: &str) -> Result<Option<(String, Vec<Trace>)>, StoreError>;
 
-    /// Removes a conversation's turns and their traces; returns how many turns went. A turn of
-    /// it created at or before `at_ms` that arrives later (from an outbox) is discarded.
+    /// Removes a conversation's turns of `owner` (`None`: everyone's) with their traces;
+    /// returns how many turns went. A turn of theirs in it created at or before `at_ms` that
+    /// arrives later (from an outbox) is discarded; other users' turns are untouched.
     async fn delete_conversation(
         &self,
         conversation_id: &str,
+        owner: Option<&str>,
         at_ms: i64,
     ) -> Result<u64, StoreError>;
 
     /// Removes turns completed before `cutoff_ms` (Unix ms) with their traces (retention).
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
-
-    /// The user owning a conversation (the user of its newest turn), if any turn is stored.
-    async fn conversation_owner(&self, conversation_id: &str)
-    -> Result<Option<String>, StoreError>;
 
     /// Whether the store answers now (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

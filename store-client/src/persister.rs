@@ -3,7 +3,7 @@
 //! (never retried, never dropped silently) when the store refuses it for good.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Outbox, Pending};
+use crate::outbox::{AsideFilter, Outbox, Pending};
 use crate::{PutOutcome, StoreError, TurnStore};
 
 /// How the persister retries.
@@ -70,6 +70,9 @@ pub struct PersistCounters {
     pub retries: AtomicU64,
     /// Turns the store refused for good (set aside).
     pub set_aside: AtomicU64,
+    /// The last attempt failed for a passing reason (the store is down, its disk is full):
+    /// `/readyz` says so until an attempt succeeds.
+    pub failing: AtomicBool,
 }
 
 pub struct Persister {
@@ -99,6 +102,15 @@ impl Persister {
     /// is bounded by `put_timeout`): abandoning it would leave its entries leased, out of reach
     /// of a final [`flush`](Self::flush).
     pub async fn run(&self, stop: CancellationToken) {
+        // Entries an earlier life set aside for a passing condition (a full disk, a broken
+        // connection) go back in line.
+        match self.outbox.retry_set_aside(&AsideFilter::Transient).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(entries = n, "set-aside turns of a passing failure are retried")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look at the set-aside turns"),
+        }
         while !stop.is_cancelled() {
             let claimed = self.pass().await;
             // A full batch: more may be due at once.
@@ -153,10 +165,12 @@ impl Persister {
                     PutOutcome::Discarded => &c.discarded,
                 }
                 .fetch_add(1, Ordering::Relaxed);
+                c.failing.store(false, Ordering::Relaxed);
                 self.outbox.complete(&id).await
             }
             Err(e) if e.is_retryable() => {
                 c.retries.fetch_add(1, Ordering::Relaxed);
+                c.failing.store(true, Ordering::Relaxed);
                 let attempts = p.attempts + 1;
                 let delay = self.policy.delay(attempts);
                 tracing::warn!(turn_id = %id, attempts, ?delay, error = %e, "storing a turn failed; will retry");

@@ -2,11 +2,13 @@
 //! instantiated once per database by [`impl_turn_store!`]. Placeholders appear in ascending
 //! order of first use, which SQLite's `$n` binding needs.
 
-/// Inserts unless the id is taken, or the turn's conversation was deleted after it began (the
-/// tombstone check is folded in, so the common path is one statement).
+/// Inserts unless the id is taken, or the user's part of the conversation (or all of it) was
+/// deleted after the turn began (the tombstone check is folded in, so the common path is one
+/// statement).
 pub const INSERT_TURN: &str = "INSERT INTO turns (turn_id, conversation_id, user_id, status, text, truncated, \
-     created_at_ms, completed_at_ms, meta, content_hash) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
-     WHERE NOT EXISTS (SELECT 1 FROM deleted_conversations WHERE conversation_id = $2 AND deleted_at_ms >= $7) \
+     created_at_ms, completed_at_ms, meta, content_hash, text_json) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+     WHERE NOT EXISTS (SELECT 1 FROM conversation_deletions WHERE conversation_id = $2 \
+     AND user_id IN ($3, '') AND deleted_at_ms >= $7) \
      ON CONFLICT (turn_id) DO NOTHING";
 pub const INSERT_TRACE: &str =
     "INSERT INTO turn_traces (turn_id, position, kind, data) VALUES ($1, $2, $3, $4)";
@@ -19,7 +21,7 @@ macro_rules! page_sql {
     ($filter:literal) => {
         concat!(
             "SELECT turn_id, conversation_id, user_id, status, text, truncated, created_at_ms, \
-             completed_at_ms, meta FROM turns WHERE conversation_id = $1 ",
+             completed_at_ms, meta, text_json FROM turns WHERE conversation_id = $1 ",
             $filter,
             " ORDER BY created_at_ms DESC, turn_id DESC LIMIT "
         )
@@ -33,14 +35,16 @@ pub const PAGE_AFTER_OWN: &str =
     concat!(page_sql!("AND user_id = $2 AND (created_at_ms, turn_id) < ($3, $4)"), "$5");
 pub const TRACES: &str = "SELECT kind, data FROM turn_traces WHERE turn_id = $1 ORDER BY position";
 pub const USER_OF_TURN: &str = "SELECT user_id FROM turns WHERE turn_id = $1";
-pub const DELETE_CONVERSATION_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE conversation_id = $1)";
-pub const DELETE_CONVERSATION: &str = "DELETE FROM turns WHERE conversation_id = $1";
-pub const TOMBSTONE: &str = "INSERT INTO deleted_conversations (conversation_id, deleted_at_ms) VALUES ($1, $2) \
-     ON CONFLICT (conversation_id) DO UPDATE SET deleted_at_ms = excluded.deleted_at_ms";
-pub const PURGE_TOMBSTONES: &str = "DELETE FROM deleted_conversations WHERE deleted_at_ms < $1";
+/// Deletions take the conversation and the user whose turns go (`''`: everyone's).
+pub const DELETE_CONVERSATION_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN \
+     (SELECT turn_id FROM turns WHERE conversation_id = $1 AND ($2 = '' OR user_id = $2))";
+pub const DELETE_CONVERSATION: &str =
+    "DELETE FROM turns WHERE conversation_id = $1 AND ($2 = '' OR user_id = $2)";
+pub const TOMBSTONE: &str = "INSERT INTO conversation_deletions (conversation_id, user_id, deleted_at_ms) \
+     VALUES ($1, $2, $3) ON CONFLICT (conversation_id, user_id) DO UPDATE SET deleted_at_ms = excluded.deleted_at_ms";
+pub const PURGE_TOMBSTONES: &str = "DELETE FROM conversation_deletions WHERE deleted_at_ms < $1";
 pub const PURGE_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE completed_at_ms < $1)";
 pub const PURGE: &str = "DELETE FROM turns WHERE completed_at_ms < $1";
-pub const OWNER: &str = "SELECT user_id FROM turns WHERE conversation_id = $1 ORDER BY created_at_ms DESC, turn_id DESC LIMIT 1";
 
 /// Implements [`crate::TurnStore`] for a struct with a `pool: sqlx::Pool<$db>` field; `$begin`
 /// starts a write transaction (SQLite needs `BEGIN IMMEDIATE`: two deferred transactions that
@@ -63,12 +67,13 @@ macro_rules! impl_turn_store {
                     .bind(&turn.conversation_id)
                     .bind(&turn.user_id)
                     .bind(turn.status.as_str())
-                    .bind(&turn.text)
+                    .bind($crate::sql::stored_text(&turn.text).as_ref())
                     .bind(turn.truncated)
                     .bind(turn.created_at_ms)
                     .bind(turn.completed_at_ms)
                     .bind(turn.meta.to_string())
                     .bind(&hash)
+                    .bind(turn.text.contains('\0'))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -172,21 +177,26 @@ macro_rules! impl_turn_store {
             async fn delete_conversation(
                 &self,
                 conversation_id: &str,
+                owner: Option<&str>,
                 at_ms: i64,
             ) -> Result<u64, $crate::StoreError> {
                 self.prepare().await?;
+                let who = owner.unwrap_or("");
                 let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query($crate::sql::TOMBSTONE)
                     .bind(conversation_id)
+                    .bind(who)
                     .bind(at_ms)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query($crate::sql::DELETE_CONVERSATION_TRACES)
                     .bind(conversation_id)
+                    .bind(who)
                     .execute(&mut *tx)
                     .await?;
                 let n = sqlx::query($crate::sql::DELETE_CONVERSATION)
                     .bind(conversation_id)
+                    .bind(who)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -211,22 +221,6 @@ macro_rules! impl_turn_store {
                 Ok(n)
             }
 
-            async fn conversation_owner(
-                &self,
-                conversation_id: &str,
-            ) -> Result<Option<String>, $crate::StoreError> {
-                self.prepare().await?;
-                use sqlx::Row;
-                let row = sqlx::query($crate::sql::OWNER)
-                    .bind(conversation_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(match row {
-                    Some(r) => Some(r.try_get(0)?),
-                    None => None,
-                })
-            }
-
             async fn ping(&self) -> Result<(), $crate::StoreError> {
                 self.prepare().await?;
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -247,12 +241,14 @@ where
 {
     let status: String = r.try_get(3)?;
     let meta: String = r.try_get(8)?;
+    let text: String = r.try_get(4)?;
+    let text_json: bool = r.try_get(9)?;
     Ok(crate::TurnRecord {
         turn_id: r.try_get(0)?,
         conversation_id: r.try_get(1)?,
         user_id: r.try_get(2)?,
         status: crate::types::parse_status(&status)?,
-        text: r.try_get(4)?,
+        text: if text_json { read_text_json(&text)? } else { text },
         truncated: r.try_get(5)?,
         created_at_ms: r.try_get(6)?,
         completed_at_ms: r.try_get(7)?,
@@ -262,4 +258,18 @@ where
 
 pub fn json(s: &str) -> Result<serde_json::Value, crate::StoreError> {
     serde_json::from_str(s).map_err(|e| crate::StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+
+/// The form a turn's text is stored in: itself, or (when it holds a NUL, which PostgreSQL's
+/// TEXT refuses) its JSON string literal, flagged in `text_json`.
+pub fn stored_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(serde_json::Value::from(text).to_string())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+fn read_text_json(s: &str) -> Result<String, crate::StoreError> {
+    serde_json::from_str(s).map_err(|e| crate::StoreError::Corrupt(format!("stored text: {e}")))
 }

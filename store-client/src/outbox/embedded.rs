@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 
-use super::{Outbox, OutboxStats, Pending, now_ms};
+use super::{AsideFilter, Outbox, OutboxStats, Pending, SetAside, now_ms};
 use crate::{FinalTurn, StoreError};
 
 pub struct EmbeddedOutbox {
@@ -36,13 +36,17 @@ const SET_ASIDE: &str = "UPDATE outbox SET set_aside = TRUE, last_error = $1 WHE
 const RELEASE: &str = "UPDATE outbox SET due_ms = $1 WHERE set_aside = FALSE AND due_ms > $1";
 const STATS: &str = "SELECT COUNT(*), MIN(enqueued_ms) FROM outbox WHERE set_aside = FALSE";
 const ASIDE: &str = "SELECT COUNT(*) FROM outbox WHERE set_aside = TRUE";
+const ASIDE_LIST: &str = "SELECT turn_id, payload, COALESCE(last_error, '') FROM outbox \
+     WHERE set_aside = TRUE ORDER BY enqueued_ms LIMIT $1";
+const UNSET_ASIDE: &str = "UPDATE outbox SET set_aside = FALSE, due_ms = $1, attempts = 0 \
+     WHERE turn_id = $2 AND set_aside = TRUE";
 
 impl EmbeddedOutbox {
     /// Opens (creating if needed) the outbox in `dir`, and migrates it.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
         let options = crate::embedded::file_options(dir, "outbox.db")?;
         let relaxed_options = options.clone().synchronous(SqliteSynchronous::Normal);
-        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        let pool = crate::embedded::pool(2).connect_with(options).await?;
         sqlx::migrate!("./outbox-migrations")
             .run(&pool)
             .await
@@ -50,8 +54,7 @@ impl EmbeddedOutbox {
         // One process owns this file: leases and backoff of a previous life (a crash mid-attempt)
         // mean nothing now, so everything waiting is due at once.
         sqlx::query(RELEASE).bind(now_ms()).execute(&pool).await?;
-        let relaxed =
-            SqlitePoolOptions::new().max_connections(2).connect_with(relaxed_options).await?;
+        let relaxed = crate::embedded::pool(2).connect_with(relaxed_options).await?;
         Ok(EmbeddedOutbox { pool, relaxed })
     }
 
@@ -130,5 +133,33 @@ impl Outbox for EmbeddedOutbox {
             oldest_enqueued_ms: row.try_get(1)?,
             set_aside: aside.try_get::<i64, _>(0)? as u64,
         })
+    }
+
+    async fn set_aside_entries(&self, max: usize) -> Result<Vec<SetAside>, StoreError> {
+        let rows = sqlx::query(ASIDE_LIST).bind(max as i64).fetch_all(&self.relaxed).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let payload: String = row.try_get(1)?;
+            let user_id = serde_json::from_str::<FinalTurn>(&payload)
+                .map(|t| t.turn.user_id)
+                .unwrap_or_default();
+            out.push(SetAside { turn_id: row.try_get(0)?, user_id, error: row.try_get(2)? });
+        }
+        Ok(out)
+    }
+
+    async fn retry_set_aside(&self, filter: &AsideFilter) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for entry in self.set_aside_entries(usize::MAX >> 1).await? {
+            if filter.takes(&entry) {
+                n += sqlx::query(UNSET_ASIDE)
+                    .bind(now_ms())
+                    .bind(&entry.turn_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        Ok(n)
     }
 }

@@ -40,6 +40,35 @@ pub struct OutboxStats {
     pub set_aside: u64,
 }
 
+/// An entry set aside, for an operator to look at.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SetAside {
+    pub turn_id: String,
+    /// The turn's user (empty when the entry cannot be read).
+    pub user_id: String,
+    /// Why the store refused it.
+    pub error: String,
+}
+
+/// Which set-aside entries go back in line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AsideFilter {
+    All,
+    Ids(Vec<String>),
+    /// Those set aside for a passing condition (see [`crate::is_transient_reason`]).
+    Transient,
+}
+
+impl AsideFilter {
+    pub fn takes(&self, entry: &SetAside) -> bool {
+        match self {
+            AsideFilter::All => true,
+            AsideFilter::Ids(ids) => ids.contains(&entry.turn_id),
+            AsideFilter::Transient => crate::is_transient_reason(&entry.error),
+        }
+    }
+}
+
 /// The draining side of an outbox.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
@@ -65,6 +94,13 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Depth, age of the oldest entry, entries set aside.
     async fn stats(&self) -> Result<OutboxStats, StoreError>;
+
+    /// Entries set aside (at most `max`).
+    async fn set_aside_entries(&self, max: usize) -> Result<Vec<SetAside>, StoreError>;
+
+    /// Puts the set-aside entries `filter` takes back in line, due now and with no failed
+    /// attempts; returns how many.
+    async fn retry_set_aside(&self, filter: &AsideFilter) -> Result<u64, StoreError>;
 }
 
 /// Wall-clock Unix milliseconds: outbox times outlive the process, so no `Instant`.

@@ -7,7 +7,7 @@
 //! - [`backplane`]: user logs, turn state and dedup keys, in process or shared through Redis;
 //! - [`transport`]: the WebSocket and SSE endpoint tasks;
 //! - [`api`]: HTTP routes (producer API, history, presence, operations);
-//! - [`auth`]: token verification; [`metrics`]: the Prometheus registry;
+//! - [`auth`]: token verification; [`audit`]: the audit trail of operator actions; [`metrics`]: the Prometheus registry;
 //! - [`setup`]: the parts of a mode, from settings; [`server`]: serving, background tasks and
 //!   the drain sequence; [`state`]: what every handler shares.
 //!
@@ -15,6 +15,7 @@
 //! settings in `config`, wire types in `wire`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod backplane;
 pub mod error;

@@ -4,7 +4,8 @@
 use std::borrow::Cow;
 
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -28,6 +29,35 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         }
     }
+}
+
+/// One id from the path (`/v1/turns/{turn_id}`, …), decoded. Rejection: 400 in the protocol's
+/// JSON shape when it is not UTF-8 (axum's own rejection is plain text) or holds a control
+/// character (no id of ours does, and PostgreSQL cannot even compare one with NUL).
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state).await.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", format!("bad path: {e}"))
+        })?;
+        check_id("the id in the path", &id)?;
+        Ok(PathId(id))
+    }
+}
+
+/// A caller-given id or name: 1-256 bytes without control characters, else 400 naming `what`.
+pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            format!("{what} must be 1-256 bytes without control characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// The token from `Authorization: Bearer …`, else the `access_token` query parameter.

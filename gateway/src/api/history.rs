@@ -2,13 +2,16 @@
 //! deleting a conversation. A user reads and deletes only their own; `gateway.admin` any.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use store_client::{Cursor, StoreError, TurnRecord};
 use wire::api::{ConversationDeleted, HistoryPage, HistoryTurn, TraceItem, TraceList};
 
-use super::extract::Authenticated;
+use super::extract::{Authenticated, PathId};
+use crate::audit;
 use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;
@@ -84,10 +87,16 @@ fn page_query(query: Option<&str>, max: u32) -> Result<(u32, Option<Cursor>), Ap
 pub async fn page(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
-    Path(conversation_id): Path<String>,
+    headers: HeaderMap,
+    PathId(conversation_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (limit, before) = page_query(query.as_deref(), state.limits.max_history_page)?;
+    if p.admin {
+        audit::Record::new("history.read", &p, &headers)
+            .target(json!({"conversation_id": conversation_id}))
+            .emit();
+    }
     // A user sees only their own turns: another user's conversation reads as empty.
     let owner = (!p.admin).then_some(&*p.user_id);
     let page = state.store.page(&conversation_id, owner, limit, before.as_ref()).await?;
@@ -102,7 +111,7 @@ pub async fn page(
 pub async fn traces(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
-    Path(turn_id): Path<String>,
+    PathId(turn_id): PathId,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("turn_not_found", format!("no stored turn {turn_id:?}"));
     let (user, traces) = state.store.traces(&turn_id).await?.ok_or_else(not_found)?;
@@ -113,20 +122,26 @@ pub async fn traces(
     Ok(Json(TraceList { turn_id: turn_id.clone(), traces }).into_response())
 }
 
-/// `DELETE /v1/conversations/{conversation_id}`: its owner, or `gateway.admin`.
+/// `DELETE /v1/conversations/{conversation_id}`: the caller's own turns of it (404 when there
+/// are none); `gateway.admin`: everyone's, audited.
 pub async fn delete(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
-    Path(conversation_id): Path<String>,
+    headers: HeaderMap,
+    PathId(conversation_id): PathId,
 ) -> Result<Response, ApiError> {
-    let owner = state.store.conversation_owner(&conversation_id).await?;
-    if !p.admin && owner.as_deref() != Some(&*p.user_id) {
+    let owner = (!p.admin).then_some(&*p.user_id);
+    let at = crate::backplane::now_ms();
+    let deleted = state.store.delete_conversation(&conversation_id, owner, at).await?;
+    if p.admin {
+        audit::Record::new("conversation.delete", &p, &headers)
+            .target(json!({"conversation_id": conversation_id, "turns_deleted": deleted}))
+            .emit();
+    } else if deleted == 0 {
         return Err(ApiError::not_found(
             "conversation_not_found",
-            format!("no conversation {conversation_id:?} of yours"),
+            format!("no turns of yours in conversation {conversation_id:?}"),
         ));
     }
-    let deleted =
-        state.store.delete_conversation(&conversation_id, crate::backplane::now_ms()).await?;
     Ok(Json(ConversationDeleted { conversation_id, deleted }).into_response())
 }

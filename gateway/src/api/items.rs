@@ -53,8 +53,16 @@ fn parse_item_slow(text: &str) -> Result<EventItem, String> {
                 return Err("\"trace\" must be an object {\"kind\", \"data\"}".into());
             };
             let kind = match t.remove("kind") {
-                Some(Value::String(k)) if !k.is_empty() && k.len() <= 64 => k,
-                _ => return Err("\"trace\".\"kind\" must be a string of 1-64 characters".into()),
+                Some(Value::String(k))
+                    if !k.is_empty() && k.len() <= 64 && !k.chars().any(char::is_control) =>
+                {
+                    k
+                }
+                _ => {
+                    return Err("\"trace\".\"kind\" must be a string of 1-64 characters \
+                                without control characters"
+                        .into());
+                }
             };
             Ok(EventItem::Trace(TraceItem { kind, data: t.remove("data").unwrap_or(Value::Null) }))
         }
@@ -93,6 +101,7 @@ mod tests {
         );
         assert!(parse_item(r#"{"end":{"status":"cancelled"}}"#).unwrap_err().contains("completed"));
         assert!(parse_item(r#"{"trace":{"data":1}}"#).unwrap_err().contains("kind"));
+        assert!(parse_item(r#"{"trace":{"kind":"a\u0000"}}"#).unwrap_err().contains("control"));
         assert_eq!(parse_item(r#"{"delta":"a\u00e9\n"}"#), Ok(EventItem::Delta("aé\n".into())));
         assert!(parse_item(r#"{"delta":"a","extra":1}"#).unwrap_err().contains("exactly one"));
         assert!(parse_item(r#"{"delta":null}"#).unwrap_err().contains("string"));

@@ -1,6 +1,7 @@
 //! HTTP routes: client endpoints (`/v1/ws`, `/v1/sse`), the producer API, history, presence,
 //! operations.
 
+mod admin;
 mod extract;
 mod history;
 mod items;
@@ -12,8 +13,11 @@ pub use extract::{Authenticated, read_json};
 pub use items::parse_item;
 
 use axum::Router;
-use axum::http::{Method, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 use axum::routing::{get, post};
+use config::OriginPolicy;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -21,10 +25,7 @@ use crate::transport;
 
 /// The gateway's router; `main` and tests serve it on any listener.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    let v1 = Router::new()
         .route("/v1/ws", get(transport::ws::handler))
         .route("/v1/sse", get(transport::sse::handler))
         .route("/v1/turns", post(producer::create_turn))
@@ -35,9 +36,47 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{conversation_id}/turns", get(history::page))
         .route("/v1/conversations/{conversation_id}", axum::routing::delete(history::delete))
         .route("/v1/turns/{turn_id}/traces", get(history::traces))
+        .route("/v1/admin/outbox/set-aside", get(admin::set_aside))
+        .route("/v1/admin/outbox/set-aside/retry", post(admin::retry_set_aside))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors(&state.origins));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Answers are per user (errors included): never cached by a browser or a proxy, never
+        // sniffed into another type. A route that sets its own Cache-Control (SSE) keeps it.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state)
+}
+
+/// CORS for browsers on an allowed origin (`GATEWAY_ALLOWED_ORIGINS`): EventSource and `fetch`
+/// of the REST API from another origin, preflight included. Tokens travel in `Authorization`
+/// or the query, never in cookies, so credentials are not allowed.
+fn cors(origins: &OriginPolicy) -> CorsLayer {
+    let policy = origins.clone();
+    let allow = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+        origin.to_str().is_ok_and(|o| policy.allows(Some(o)))
+    });
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

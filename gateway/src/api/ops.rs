@@ -1,5 +1,6 @@
 //! Health, readiness and metrics: no token needed (bind them privately in production).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -45,7 +46,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "status": "ready",
         "node_id": state.node_id,
         "mode": state.backplane.mode(),
-        "store": {"reachable": reachable, "outbox": outbox},
+        "store": {
+            "reachable": reachable,
+            // Writes fail for a passing reason (down, disk full): the backlog waits and grows.
+            "writes_failing": state.persister.counters.failing.load(Ordering::Relaxed),
+            "outbox": outbox,
+        },
     }))
     .into_response()
 }

@@ -1,19 +1,20 @@
 //! `GET /v1/users/{user_id}/presence`: the user's own token, or `gateway.admin`.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wire::api::PresenceList;
 
-use super::extract::Authenticated;
+use super::extract::{Authenticated, PathId};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub async fn get_presence(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
-    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    PathId(user_id): PathId,
 ) -> Result<Response, ApiError> {
     if *p.user_id != *user_id && !p.admin {
         return Err(ApiError::new(
@@ -21,6 +22,11 @@ pub async fn get_presence(
             "forbidden",
             "only the user or a gateway.admin token may read this presence",
         ));
+    }
+    if *p.user_id != *user_id {
+        crate::audit::Record::new("presence.read", &p, &headers)
+            .target(serde_json::json!({"user_id": user_id}))
+            .emit();
     }
     let endpoints = state.presence.list(&user_id).await.map_err(|e| {
         tracing::warn!(error = %e, "presence read failed");

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use wire::api::{CreateNotification, CreateTurn, EventItem, EventsAccepted};
 
-use super::extract::{Authenticated, read_body, read_json};
+use super::extract::{Authenticated, PathId, read_body, read_json};
 use super::items::parse_item;
 use crate::auth::Principal;
 use crate::backplane::{Applied, NewTurn, TurnError};
@@ -24,9 +24,9 @@ fn require_publish(p: &Principal) -> Result<(), ApiError> {
 }
 
 fn check_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > max {
+    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
-            "\"{field}\" must be a string of 1-{max} bytes"
+            "\"{field}\" must be a string of 1-{max} bytes without control characters"
         )));
     }
     Ok(())
@@ -94,7 +94,7 @@ pub async fn create_turn(
 pub async fn get_turn(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
-    Path(turn_id): Path<String>,
+    PathId(turn_id): PathId,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::from(TurnError::NotFound(turn_id.clone()));
     let t = state.backplane.turn(&turn_id).await?;
@@ -122,7 +122,7 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
 pub async fn turn_events(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
-    Path(turn_id): Path<String>,
+    PathId(turn_id): PathId,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

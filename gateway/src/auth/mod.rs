@@ -21,6 +21,8 @@ pub struct Principal {
     pub exp: f64,
     pub publish: bool,
     pub admin: bool,
+    /// The `tid` claim (v1.1): the user's organisation, for metrics and audit records.
+    pub tenant: Option<Arc<str>>,
 }
 
 /// Why a token was refused; `code` goes into the 401 body or the error frame.
@@ -90,6 +92,12 @@ impl Verifier {
                 self.accepted
             ))
         })?;
+        // RFC 7515 §4.1.11: extensions listed as critical must be understood; none are here.
+        if header.crit.is_some() {
+            return Err(invalid(
+                "the token names critical header extensions (\"crit\") this server does not understand",
+            ));
+        }
         let key = match header.alg {
             Algorithm::HS256 => self.hs256.as_ref(),
             alg => self.public.as_ref().filter(|(a, _)| *a == alg).map(|(_, k)| k),
@@ -113,8 +121,19 @@ impl Verifier {
     fn check_claims(&self, c: &Map<String, Value>, now: f64) -> Result<Principal, AuthError> {
         let leeway = self.leeway_ms as f64 / 1000.0;
         let sub = match c.get("sub") {
-            Some(Value::String(s)) if !s.is_empty() => s,
-            _ => return Err(invalid("the token has no \"sub\" (a non-empty string)")),
+            Some(Value::String(s)) if valid_sub(s) => s,
+            _ => {
+                return Err(invalid(
+                    "the token has no valid \"sub\" (1-256 bytes, no control characters)",
+                ));
+            }
+        };
+        let tenant = match c.get("tid") {
+            None => None,
+            Some(Value::String(t)) if valid_tenant(t) => Some(Arc::from(t.as_str())),
+            Some(_) => {
+                return Err(invalid("the token \"tid\" is not 1-64 characters of [A-Za-z0-9._:-]"));
+            }
         };
         let exp = match c.get("exp") {
             Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
@@ -173,8 +192,20 @@ impl Verifier {
             exp,
             publish: has(wire::SCOPE_PUBLISH),
             admin: has(wire::SCOPE_ADMIN),
+            tenant,
         })
     }
+}
+
+/// A user id as the protocol allows it: 1-256 bytes of printable characters (a control
+/// character would reach logs, keys and stored rows).
+pub fn valid_sub(sub: &str) -> bool {
+    (1..=256).contains(&sub.len()) && !sub.chars().any(char::is_control)
+}
+
+/// A tenant id (`tid`): 1-64 characters of `[A-Za-z0-9._:-]`.
+fn valid_tenant(tid: &str) -> bool {
+    (1..=64).contains(&tid.len()) && wire::api::valid_device_id(tid)
 }
 
 fn public_key(

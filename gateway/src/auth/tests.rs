@@ -143,3 +143,32 @@ fn missing_sub_or_exp_is_named() {
     assert!(v.verify(&no_exp).unwrap_err().message.contains("exp"));
     assert!(v.verify("not.a.jwt").is_err());
 }
+
+#[test]
+fn an_unknown_critical_header_extension_is_refused() {
+    let v = Verifier::from_config(&cfg(|_| {})).unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp-ext".into()]);
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let token = jsonwebtoken::encode(&header, &claims("u1", 60.0), &key).unwrap();
+    let e = v.verify(&token).unwrap_err();
+    assert!(e.message.contains("crit"), "{e}");
+}
+
+#[test]
+fn a_sub_with_control_characters_or_too_long_is_refused_and_tid_is_read() {
+    let v = Verifier::from_config(&cfg(|_| {})).unwrap();
+    for sub in ["a\u{0}b", "line\nbreak", "\u{7f}", &"x".repeat(257), ""] {
+        let e = v.verify(&sign_hs256(SECRET, &claims(sub, 60.0))).unwrap_err();
+        assert_eq!(e.code, "invalid_token", "{sub:?}");
+    }
+    let p = v.verify(&sign_hs256(SECRET, &claims(&"é".repeat(128), 60.0))).unwrap();
+    assert_eq!(p.user_id.len(), 256);
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let mut c = serde_json::to_value(claims("u1", 60.0)).unwrap();
+    c["tid"] = "acme.eu-1".into();
+    let p = v.verify(&jsonwebtoken::encode(&Header::default(), &c, &key).unwrap()).unwrap();
+    assert_eq!(p.tenant.as_deref(), Some("acme.eu-1"));
+    c["tid"] = "bad tenant".into();
+    assert!(v.verify(&jsonwebtoken::encode(&Header::default(), &c, &key).unwrap()).is_err());
+}

@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use store_client::outbox::now_ms;
-use store_client::{FinalTurn, Outbox, OutboxStats, Pending, StoreError, Trace, TurnRecord};
+use store_client::{
+    AsideFilter, FinalTurn, Outbox, OutboxStats, Pending, SetAside, StoreError, Trace, TurnRecord,
+};
 use wire::TurnStatus;
 
 use super::conn::RedisConn;
@@ -245,4 +247,48 @@ impl Outbox for RedisOutbox {
             set_aside: aside,
         })
     }
+
+    async fn set_aside_entries(&self, max: usize) -> Result<Vec<SetAside>, StoreError> {
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys.outbox().aside)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(all.into_iter().take(max).map(|(turn_id, v)| aside_entry(turn_id, &v)).collect())
+    }
+
+    async fn retry_set_aside(&self, filter: &AsideFilter) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for entry in self.set_aside_entries(usize::MAX).await? {
+            if filter.takes(&entry) {
+                let back: i64 = self
+                    .script(&self.scripts.outbox_unaside)
+                    .arg(&entry.turn_id)
+                    .arg(&entry.user_id)
+                    .arg(now_ms())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(unavailable)?;
+                n += back as u64;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// An entry of the set-aside hash: `{"user","error"}`, or `user|error` as written before.
+fn aside_entry(turn_id: String, value: &str) -> SetAside {
+    #[derive(serde::Deserialize)]
+    struct Aside {
+        user: String,
+        error: String,
+    }
+    let (user_id, error) = match serde_json::from_str::<Aside>(value) {
+        Ok(a) => (a.user, a.error),
+        Err(_) => {
+            let (u, e) = value.split_once('|').unwrap_or(("", value));
+            (u.to_owned(), e.to_owned())
+        }
+    };
+    SetAside { turn_id, user_id, error }
 }

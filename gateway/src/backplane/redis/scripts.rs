@@ -257,7 +257,17 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('HSET', KEYS[5], ARGV[1], user .. '|' .. ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[1], cjson.encode({user = user, error = ARGV[2]}))
+return 1
+"#;
+
+/// Puts an entry set aside back in line, due now. ARGV[1] id, ARGV[2] its user, ARGV[3] now.
+const OUTBOX_UNASIDE: &str = r#"
+if redis.call('HDEL', KEYS[5], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
 "#;
 
@@ -281,6 +291,7 @@ pub struct Scripts {
     pub outbox_done: Script,
     pub outbox_retry: Script,
     pub outbox_aside: Script,
+    pub outbox_unaside: Script,
     pub outbox_stats: Script,
 }
 
@@ -300,6 +311,7 @@ impl Scripts {
             outbox_done: Script::new(OUTBOX_DONE),
             outbox_retry: Script::new(OUTBOX_RETRY),
             outbox_aside: Script::new(OUTBOX_ASIDE),
+            outbox_unaside: Script::new(OUTBOX_UNASIDE),
             outbox_stats: Script::new(OUTBOX_STATS),
         }
     }
@@ -322,6 +334,7 @@ impl Scripts {
             &self.outbox_done,
             &self.outbox_retry,
             &self.outbox_aside,
+            &self.outbox_unaside,
             &self.outbox_stats,
         ] {
             s.prepare_invoke().load_async(conn).await?;

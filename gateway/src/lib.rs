@@ -8,12 +8,14 @@
 //! - [`transport`]: the WebSocket and SSE endpoint tasks;
 //! - [`api`]: HTTP routes (producer API, history, presence, operations);
 //! - [`auth`]: token verification; [`audit`]: the audit trail of operator actions; [`metrics`]: the Prometheus registry;
+//! - [`accept`]: accepting connections within their caps and timeouts;
 //! - [`setup`]: the parts of a mode, from settings; [`server`]: serving, background tasks and
 //!   the drain sequence; [`state`]: what every handler shares.
 //!
 //! Presence lives in the `presence` crate, the turn store and its outbox in `store-client`,
 //! settings in `config`, wire types in `wire`.
 
+pub mod accept;
 pub mod api;
 pub mod audit;
 pub mod auth;

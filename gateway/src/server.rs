@@ -18,7 +18,6 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
-use crate::transport::stall::GuardedListener;
 
 /// How often expired logs, turns and dedup keys are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -36,10 +35,8 @@ pub async fn serve(
     let stop_accepting = CancellationToken::new();
     let server = {
         let stop = stop_accepting.clone();
-        let listener = GuardedListener::new(listener, state.limits.write_stall);
-        tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
-        })
+        let admission = state.admission.clone();
+        tokio::spawn(crate::accept::serve(listener, app, admission, stop))
     };
 
     shutdown.await;

@@ -46,6 +46,10 @@ pub struct Limits {
     pub max_history_page: u32,
     /// Stored turns completed longer ago than this are purged (`None`: kept).
     pub store_retention: Option<Duration>,
+    /// A streamed request body that completes no item for this long is answered 408.
+    pub body_idle_timeout: Duration,
+    /// Publishing client frames per connection and second (burst: twice that).
+    pub client_publish_per_sec: u32,
 }
 
 /// The parts a mode (embedded or Redis) is made of; see [`crate::setup`].
@@ -63,6 +67,8 @@ pub struct Shared {
     pub verifier: Verifier,
     pub origins: OriginPolicy,
     pub limits: Limits,
+    /// Open connections, and those not yet authenticated per IP, against their caps.
+    pub admission: Arc<crate::accept::Admission>,
     /// This node's live endpoints, by user (and in embedded mode the logs themselves).
     pub hub: Arc<Hub>,
     /// User logs, turn state and dedup keys: in process, or shared through Redis.
@@ -102,7 +108,18 @@ impl AppState {
                 max_history_page: cfg.max_history_page as u32,
                 store_retention: (cfg.store_retention_ms > 0)
                     .then(|| Duration::from_millis(cfg.store_retention_ms)),
+                body_idle_timeout: Duration::from_millis(cfg.body_idle_timeout_ms),
+                client_publish_per_sec: cfg.client_publish_per_sec as u32,
             },
+            admission: crate::accept::Admission::new(crate::accept::AcceptLimits {
+                max_connections: match cfg.max_connections {
+                    0 => crate::accept::default_max_connections(),
+                    n => n as usize,
+                },
+                max_pending_per_ip: cfg.max_pending_per_ip as usize,
+                header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
+                write_stall: Duration::from_millis(cfg.write_stall_ms),
+            }),
             hub: parts.hub,
             backplane: parts.backplane,
             presence: parts.presence,

@@ -57,7 +57,7 @@ pub async fn retry_set_aside(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_admin(&p)?;
-    let req: Retry = read_json(body, state.limits.max_body_bytes).await?;
+    let req: Retry = read_json(body, &state.limits).await?;
     let filter = match (req.turn_ids, req.all) {
         (Some(ids), false) => AsideFilter::Ids(ids),
         (None, true) => AsideFilter::All,

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Limits};
 
 /// A request whose token verified. Rejection: 401 with the reason.
 pub struct Authenticated(pub Principal);
@@ -22,7 +22,13 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match token(parts).and_then(|t| state.verifier.verify(&t)) {
-            Ok(p) => Ok(Authenticated(p)),
+            Ok(p) => {
+                // Its connection no longer counts against its address's unauthenticated cap.
+                if let Some(conn) = parts.extensions.get::<crate::accept::ConnHandle>() {
+                    conn.0.authenticated();
+                }
+                Ok(Authenticated(p))
+            }
             Err(e) => {
                 state.metrics.auth_failures.increment(1);
                 Err(e.into())
@@ -87,19 +93,36 @@ fn token(parts: &Parts) -> Result<Cow<'_, str>, AuthError> {
         })
 }
 
-/// Reads a whole body of at most `limit` bytes (413 `body_too_large` past it).
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::too_large(
+/// Reads a whole body of at most `limits.max_body_bytes` (413 `body_too_large` past it) within
+/// `limits.body_idle_timeout` (408 `body_timeout`: a trickled body does not hold a connection).
+pub async fn read_body(body: Body, limits: &Limits) -> Result<axum::body::Bytes, ApiError> {
+    let limit = limits.max_body_bytes;
+    let read = axum::body::to_bytes(body, limit);
+    match tokio::time::timeout(limits.body_idle_timeout, read).await {
+        Err(_) => Err(body_timeout(limits)),
+        Ok(Err(_)) => Err(ApiError::too_large(
             "body_too_large",
             format!("the body is larger than {limit} bytes (GATEWAY_MAX_BODY_BYTES)"),
-        )
-    })
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
 }
 
-/// Reads a whole JSON body of at most `limit` bytes into `T`.
-pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = read_body(body, limit).await?;
+/// 408: the body did not arrive (or completed no item) within the idle timeout.
+pub fn body_timeout(limits: &Limits) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the request body stalled for {} ms (GATEWAY_BODY_IDLE_TIMEOUT_MS)",
+            limits.body_idle_timeout.as_millis()
+        ),
+    )
+}
+
+/// Reads a whole JSON body (as [`read_body`]) into `T`.
+pub async fn read_json<T: DeserializeOwned>(body: Body, limits: &Limits) -> Result<T, ApiError> {
+    let bytes = read_body(body, limits).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,

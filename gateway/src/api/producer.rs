@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use wire::api::{CreateNotification, CreateTurn, EventItem, EventsAccepted};
 
-use super::extract::{Authenticated, PathId, read_body, read_json};
+use super::extract::{Authenticated, PathId, body_timeout, read_body, read_json};
 use super::items::parse_item;
 use crate::auth::Principal;
 use crate::backplane::{Applied, NewTurn, TurnError};
@@ -56,7 +56,7 @@ async fn new_work<T: serde::de::DeserializeOwned>(
     if state.is_draining() {
         return Err(ApiError::draining());
     }
-    read_json(body, state.limits.max_body_bytes).await
+    read_json(body, &state.limits).await
 }
 
 /// `POST /v1/turns`.
@@ -128,7 +128,7 @@ pub async fn turn_events(
 ) -> Result<Response, ApiError> {
     require_publish(&p)?;
     if !is_ndjson(&headers) {
-        let bytes = read_body(body, state.limits.max_body_bytes).await?;
+        let bytes = read_body(body, &state.limits).await?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
         let item =
@@ -150,7 +150,17 @@ pub async fn turn_events(
     let mut buf = BytesMut::new();
     let mut batch = Batch::default();
     let mut total: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    // A body that completes no item for this long is cut off (408): a trickle does not hold
+    // the connection and the turn open.
+    let mut idle_until = tokio::time::Instant::now() + limits.body_idle_timeout;
+    loop {
+        let next = tokio::time::timeout_at(idle_until, stream.next()).await;
+        let Ok(next) = next else {
+            batch.apply(&state, &turn_id).await?;
+            return Err(batch.at(body_timeout(limits), batch.line_no + 1));
+        };
+        let Some(chunk) = next else { break };
+        let lines_before = batch.line_no;
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
         total += chunk.len() as u64;
@@ -177,6 +187,9 @@ pub async fn turn_events(
             return Err(batch.too_long(&state, &turn_id).await);
         }
         batch.apply(&state, &turn_id).await?;
+        if batch.line_no > lines_before {
+            idle_until = tokio::time::Instant::now() + limits.body_idle_timeout;
+        }
     }
     if buf.has_remaining() {
         batch.line(&state, &turn_id, &buf).await?;

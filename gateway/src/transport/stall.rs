@@ -12,7 +12,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
 /// A stream whose writes fail after stalling `limit`.
@@ -89,37 +88,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
     }
 }
 
-/// Accepts TCP connections with `TCP_NODELAY` and a [`StallGuard`].
-pub struct GuardedListener {
-    inner: TcpListener,
-    limit: Duration,
-}
-
-impl GuardedListener {
-    pub fn new(inner: TcpListener, limit: Duration) -> Self {
-        GuardedListener { inner, limit }
-    }
-}
-
-impl axum::serve::Listener for GuardedListener {
-    type Io = StallGuard<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let _ = tcp.set_nodelay(true);
-        (StallGuard::new(tcp, self.limit), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
 
     #[tokio::test(start_paused = true)]
     async fn a_write_that_stalls_past_the_limit_fails() {

@@ -1,0 +1,326 @@
+//! Accepting connections, with every resource a peer holds before it is known bounded:
+//!
+//! - a global cap on open connections (`GATEWAY_MAX_CONNECTIONS`, by default below the
+//!   descriptor limit): past it a connection is served only `/healthz`, `/readyz` and
+//!   `/metrics`, anything else gets 503 and the connection closes; a small reserve past that
+//!   is closed at once, so the process never runs out of descriptors;
+//! - a per-IP cap on connections that have not yet presented a valid token
+//!   (`GATEWAY_MAX_PENDING_PER_IP`): past it, 429 the same way;
+//! - a header-read timeout (`GATEWAY_HEADER_READ_TIMEOUT_MS`) from the moment a connection is
+//!   accepted (hyper's HTTP/1 timer), so a socket that sends nothing, or half a head, goes.
+//!
+//! HTTP/1.1 only (WebSocket upgrades ride on it). Each connection is served by its own task; a
+//! drain stops accepting, asks every connection to finish its request in flight, and waits.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::transport::stall::StallGuard;
+
+/// Connections past the cap that are still read (to answer health checks) before being closed.
+const RESERVE: usize = 64;
+
+/// The limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptLimits {
+    pub max_connections: usize,
+    pub max_pending_per_ip: usize,
+    pub header_read_timeout: Duration,
+    pub write_stall: Duration,
+}
+
+/// Open connections and the not-yet-authenticated ones per IP.
+pub struct Admission {
+    limits: AcceptLimits,
+    open: AtomicUsize,
+    pending: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a connection is served only the operations routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    TooManyConnections,
+    TooManyPending,
+}
+
+/// One accepted connection's place in the counts, held by its socket (so an upgraded WebSocket
+/// keeps it until it closes) and reachable from its requests (to mark it authenticated).
+pub struct ConnSlot {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+    pending: AtomicBool,
+    refused: Option<Refusal>,
+}
+
+/// The request extension that lets a token check mark its connection authenticated.
+#[derive(Clone)]
+pub struct ConnHandle(pub Arc<ConnSlot>);
+
+impl ConnSlot {
+    /// The connection presented a valid token: it no longer counts against its IP's cap.
+    pub fn authenticated(&self) {
+        if self.pending.swap(false, Ordering::AcqRel) {
+            self.admission.release_pending(self.ip);
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.authenticated();
+        self.admission.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    pub fn new(limits: AcceptLimits) -> Arc<Self> {
+        Arc::new(Admission {
+            limits,
+            open: AtomicUsize::new(0),
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Open connections now (for metrics).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Takes a slot for a connection from `ip`; `None`: close it at once (past the reserve).
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Arc<ConnSlot>> {
+        let open = self.open.fetch_add(1, Ordering::AcqRel);
+        let max = self.limits.max_connections;
+        if open >= max + RESERVE {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let mut pending = self.pending.lock();
+        let count = pending.entry(ip).or_insert(0);
+        let refused = if open >= max {
+            Some(Refusal::TooManyConnections)
+        } else if *count >= self.limits.max_pending_per_ip {
+            Some(Refusal::TooManyPending)
+        } else {
+            None
+        };
+        *count += 1;
+        drop(pending);
+        Some(Arc::new(ConnSlot {
+            admission: self.clone(),
+            ip,
+            pending: AtomicBool::new(true),
+            refused,
+        }))
+    }
+
+    fn release_pending(&self, ip: IpAddr) {
+        let mut pending = self.pending.lock();
+        if let Some(n) = pending.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `stop`, then waits for the connections' requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    admission: Arc<Admission>,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    let tracker = TaskTracker::new();
+    loop {
+        let (tcp, addr) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin, keep serving the rest.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = admission.admit(addr.ip()) else {
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let io = TokioIo::new(Socket {
+            inner: StallGuard::new(tcp, admission.limits.write_stall),
+            _slot: slot.clone(),
+        });
+        tracker.spawn(connection(
+            io,
+            app.clone(),
+            slot,
+            admission.limits.header_read_timeout,
+            stop.clone(),
+        ));
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+/// Serves one connection until it ends, or finishes its request in flight once `stop` fires.
+async fn connection(
+    io: TokioIo<Socket>,
+    app: Router,
+    slot: Arc<ConnSlot>,
+    header_read_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let mut req = req.map(Body::new);
+        let app = app.clone();
+        let slot = slot.clone();
+        async move {
+            if let Some(refused) = slot.refused
+                && !matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics")
+            {
+                return Ok::<_, std::convert::Infallible>(refusal(refused));
+            }
+            req.extensions_mut().insert(ConnHandle(slot));
+            app.oneshot(req).await
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(io, service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// The answer on a connection past a cap: the protocol's error body, then the connection closes.
+fn refusal(why: Refusal) -> Response<Body> {
+    let (status, code, message) = match why {
+        Refusal::TooManyConnections => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "this node holds as many connections as it may (GATEWAY_MAX_CONNECTIONS); try another",
+        ),
+        Refusal::TooManyPending => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_pending_connections",
+            "too many connections from this address have not presented a token (GATEWAY_MAX_PENDING_PER_IP)",
+        ),
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// The accepted socket: writes that stall fail, and the connection's slot lives as long as it.
+pub struct Socket {
+    inner: StallGuard<tokio::net::TcpStream>,
+    _slot: Arc<ConnSlot>,
+}
+
+impl tokio::io::AsyncRead for Socket {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Socket {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The default connection cap: below the soft descriptor limit (raised to the hard one first),
+/// leaving room for the store, Redis, logs and the reserve.
+pub fn default_max_connections() -> usize {
+    let limit = raise_descriptor_limit();
+    (limit.saturating_sub(256) * 9 / 10).max(64)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (as Go's runtime and nginx operators do);
+/// returns the soft limit in force.
+fn raise_descriptor_limit() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX).min(10_000_000)
+}

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub turns_started: Counter,
     pub notifications: Counter,
     pub notifications_deduplicated: Counter,
+    /// Bytes the retained user logs of this node hold (read from the hub when scraped).
+    pub log_bytes: Gauge,
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge,
     outbox_set_aside: Gauge,
@@ -65,6 +67,7 @@ impl Metrics {
             turns_started: counter("gateway_turns_started_total", &[]),
             notifications: counter("gateway_notifications_total", &[]),
             notifications_deduplicated: counter("gateway_notifications_deduplicated_total", &[]),
+            log_bytes: plain_gauge("gateway_log_bytes"),
             outbox_depth: plain_gauge("gateway_outbox_depth"),
             outbox_oldest_age: plain_gauge("gateway_outbox_oldest_age_seconds"),
             outbox_set_aside: plain_gauge("gateway_outbox_set_aside"),
@@ -82,6 +85,7 @@ impl Metrics {
         // Zero-valued series are not printed until touched; touch them so dashboards see 0.
         m.endpoints_ws.increment(0.0);
         m.endpoints_sse.increment(0.0);
+        m.log_bytes.set(0.0);
         m.outbox(&OutboxStats::default(), 0);
         m.persistence(&PersistCounters::default());
         m

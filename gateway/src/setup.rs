@@ -68,7 +68,12 @@ pub async fn parts(cfg: &Config) -> Result<Parts, SetupError> {
 /// A hub for `cfg`; `keep`: events each user log keeps in this process (0 in Redis mode,
 /// where the logs are in Redis).
 fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
-    let retention = Retention { count: keep, age: Duration::from_millis(cfg.log_retention_ms) };
+    let retention = Retention {
+        count: keep,
+        age: Duration::from_millis(cfg.log_retention_ms),
+        bytes: cfg.log_retention_bytes as usize,
+        node_bytes: cfg.log_memory_bytes as usize,
+    };
     Arc::new(Hub::new(
         retention,
         cfg.max_endpoints_per_user as usize,
@@ -97,9 +102,11 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let presence = Arc::new(presence);
     let settings = RedisSettings {
         keep: cfg.log_retention as usize,
+        max_log_bytes: cfg.log_retention_bytes as usize,
         age: Duration::from_millis(cfg.log_retention_ms),
         dedup_window: Duration::from_millis(cfg.dedup_window_ms),
         max_text,
+        turn_idle: Duration::from_millis(cfg.turn_idle_timeout_ms),
     };
     let backplane =
         Arc::new(RedisBackplane::new(link, hub.clone(), outbox, persister.clone(), settings));
@@ -119,6 +126,7 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
         persister.clone(),
         MemoryLimits {
             turn_retention: Duration::from_millis(cfg.turn_retention_ms),
+            turn_idle: Duration::from_millis(cfg.turn_idle_timeout_ms),
             dedup_window: Duration::from_millis(cfg.dedup_window_ms),
             max_text: cfg.store_max_text_bytes as usize,
         },

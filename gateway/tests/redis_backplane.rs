@@ -22,7 +22,7 @@ struct OnRedis {
 impl OnRedis {
     async fn node(&self, prefix: &str, keep: usize) -> (Node, Arc<dyn store_client::Outbox>) {
         let hub = Arc::new(Hub::new(
-            Retention { count: 0, age: Duration::from_secs(3600) },
+            Retention { count: 0, age: Duration::from_secs(3600), bytes: 0, node_bytes: 1 << 30 },
             32,
             1024,
             Arc::new(Metrics::new()),
@@ -34,9 +34,11 @@ impl OnRedis {
         let persister = Arc::new(Persister::new(outbox.clone(), store, RetryPolicy::default()));
         let settings = RedisSettings {
             keep,
+            max_log_bytes: 1 << 20,
             age: Duration::from_secs(3600),
             dedup_window: Duration::from_secs(3600),
             max_text: 1 << 20,
+            turn_idle: Duration::from_secs(600),
         };
         let backplane =
             Arc::new(RedisBackplane::new(link, hub.clone(), outbox.clone(), persister, settings));

@@ -8,12 +8,14 @@ use tokio::time::Instant;
 
 use super::entry::Entry;
 
-/// The newest events of a user's log, bounded by count and by age.
+/// The newest events of a user's log, bounded by count, by bytes and by age.
 #[derive(Debug)]
 pub struct Ring {
     /// The newest seq ever appended in this epoch (0: nothing yet).
     head: u64,
     entries: VecDeque<Arc<Entry>>,
+    /// What the retained entries cost in memory (see [`cost`]).
+    bytes: usize,
 }
 
 /// How much of the log is kept for resume.
@@ -21,11 +23,26 @@ pub struct Ring {
 pub struct Retention {
     pub count: usize,
     pub age: Duration,
+    /// Bytes of one user's log (`GATEWAY_LOG_RETENTION_BYTES`).
+    pub bytes: usize,
+    /// Bytes of every log of the process together (`GATEWAY_LOG_MEMORY_BYTES`).
+    pub node_bytes: usize,
+}
+
+/// What keeping an entry costs: its JSON, and about as much again for the entry, its `Arc`
+/// and its ring slot (the SSE framing, built lazily, is not counted).
+pub fn cost(e: &Entry) -> usize {
+    e.json.len() + 96
 }
 
 impl Ring {
     pub fn new() -> Self {
-        Ring { head: 0, entries: VecDeque::new() }
+        Ring { head: 0, entries: VecDeque::new(), bytes: 0 }
+    }
+
+    /// Bytes the retained entries cost.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn head(&self) -> u64 {
@@ -37,17 +54,41 @@ impl Ring {
         self.head + 1
     }
 
-    /// Appends the entry for `next_seq()` and trims what falls outside `retention`.
-    pub fn push(&mut self, entry: Arc<Entry>, retention: Retention) {
+    /// Appends the entry for `next_seq()` and trims what falls outside `retention`; returns
+    /// the bytes added and the bytes freed.
+    pub fn push(&mut self, entry: Arc<Entry>, retention: Retention) -> (usize, usize) {
         debug_assert_eq!(entry.seq, self.head + 1);
         self.head = entry.seq;
-        if retention.count > 0 {
+        let added = if retention.count > 0 {
+            let c = cost(&entry);
+            self.bytes += c;
             self.entries.push_back(entry);
-        }
+            c
+        } else {
+            0
+        };
+        let mut freed = 0;
         while self.entries.len() > retention.count {
-            self.entries.pop_front();
+            freed += self.pop();
         }
-        self.trim_age(retention, Instant::now());
+        freed += self.trim_bytes(retention.bytes);
+        freed += self.trim_age(retention, Instant::now());
+        (added, freed)
+    }
+
+    /// Drops the oldest entries until the rest cost at most `max` bytes; returns the bytes freed.
+    pub fn trim_bytes(&mut self, max: usize) -> usize {
+        let mut freed = 0;
+        while self.bytes > max && !self.entries.is_empty() {
+            freed += self.pop();
+        }
+        freed
+    }
+
+    fn pop(&mut self) -> usize {
+        let c = self.entries.pop_front().map_or(0, |e| cost(&e));
+        self.bytes -= c;
+        c
     }
 
     /// Notes an event appended elsewhere (Redis mode): nothing is retained, only the head moves.
@@ -55,11 +96,13 @@ impl Ring {
         self.head = self.head.max(seq);
     }
 
-    /// Drops entries older than the retention age.
-    pub fn trim_age(&mut self, retention: Retention, now: Instant) {
+    /// Drops entries older than the retention age; returns the bytes freed.
+    pub fn trim_age(&mut self, retention: Retention, now: Instant) -> usize {
+        let mut freed = 0;
         while self.entries.front().is_some_and(|e| now.duration_since(e.at) > retention.age) {
-            self.entries.pop_front();
+            freed += self.pop();
         }
+        freed
     }
 
     /// Every event after `after` if the ring still holds all of them, in order; `None` when some
@@ -98,7 +141,8 @@ mod tests {
         v.map(|v| v.iter().map(|e| e.seq).collect())
     }
 
-    const KEEP3: Retention = Retention { count: 3, age: Duration::from_secs(3600) };
+    const KEEP3: Retention =
+        Retention { count: 3, age: Duration::from_secs(3600), bytes: 1 << 20, node_bytes: 1 << 30 };
 
     #[test]
     fn seq_is_contiguous_from_one() {
@@ -127,7 +171,7 @@ mod tests {
 
     #[test]
     fn zero_retention_only_resumes_at_the_head() {
-        let none = Retention { count: 0, age: Duration::from_secs(1) };
+        let none = Retention { count: 0, age: Duration::from_secs(1), ..KEEP3 };
         let mut r = Ring::new();
         push(&mut r, none);
         push(&mut r, none);
@@ -135,9 +179,24 @@ mod tests {
         assert_eq!(seqs(r.since(2)), Some(vec![]));
     }
 
+    #[test]
+    fn byte_retention_keeps_the_newest_that_fit_and_counts_what_it_holds() {
+        let mut r = Ring::new();
+        let one = cost(&Entry::new(Arc::from("e"), 1, "x", r#"{"type":"x"}"#));
+        let two = Retention { count: 100, bytes: 2 * one + one / 2, ..KEEP3 };
+        for _ in 0..5 {
+            push(&mut r, two);
+        }
+        assert_eq!(seqs(r.since(3)), Some(vec![4, 5]), "two entries fit");
+        assert_eq!(seqs(r.since(2)), None);
+        assert_eq!(r.bytes(), 2 * one);
+        assert_eq!(r.trim_bytes(one), one);
+        assert_eq!(seqs(r.since(4)), Some(vec![5]));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn age_retention_trims_old_events() {
-        let short = Retention { count: 100, age: Duration::from_secs(10) };
+        let short = Retention { count: 100, age: Duration::from_secs(10), ..KEEP3 };
         let mut r = Ring::new();
         push(&mut r, short);
         tokio::time::advance(Duration::from_secs(6)).await;

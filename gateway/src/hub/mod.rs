@@ -18,7 +18,7 @@ pub use entry::Entry;
 pub use log::Retention;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -40,6 +40,8 @@ pub struct Hub {
     lives: AtomicU64,
     /// Numbers endpoints so they can be found again on detach.
     next_endpoint: AtomicU64,
+    /// Bytes every retained log entry of this process costs, against `retention.node_bytes`.
+    log_bytes: AtomicUsize,
     metrics: Arc<Metrics>,
 }
 
@@ -83,6 +85,7 @@ impl Hub {
             epoch_prefix: format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
             lives: AtomicU64::new(0),
             next_endpoint: AtomicU64::new(1),
+            log_bytes: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -126,12 +129,35 @@ impl Hub {
         let entry = self.with_log(user, |log| {
             let entry =
                 Arc::new(Entry::new(log.epoch.clone(), log.ring.next_seq(), kind, &body_json));
-            log.ring.push(entry.clone(), self.retention);
+            let (added, freed) = log.ring.push(entry.clone(), self.retention);
+            self.account(log, added, freed);
             self.fan_out(log, &entry);
             entry
         });
         self.metrics.events_published.increment(1);
         entry
+    }
+
+    /// Counts bytes a log took and gave back. Past the node's budget, the log that grew gives
+    /// back its oldest entries until the node is within it again: the heaviest appenders lose
+    /// resume depth first, and every other log keeps what it has.
+    fn account(&self, log: &mut UserLog, added: usize, freed: usize) {
+        let total = if added >= freed {
+            self.log_bytes.fetch_add(added - freed, Ordering::Relaxed) + (added - freed)
+        } else {
+            self.log_bytes.fetch_sub(freed - added, Ordering::Relaxed) - (freed - added)
+        };
+        let budget = self.retention.node_bytes;
+        if total > budget {
+            let keep = log.ring.bytes().saturating_sub(total - budget);
+            let over = log.ring.trim_bytes(keep);
+            self.log_bytes.fetch_sub(over, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes the retained logs of this process hold (`gateway_log_bytes`).
+    pub fn log_bytes(&self) -> usize {
+        self.log_bytes.load(Ordering::Relaxed)
     }
 
     /// Hands an event appended elsewhere (Redis mode) to this node's endpoints of `user`, if it
@@ -296,11 +322,13 @@ impl Hub {
         let before = self.users.len();
         self.users.retain(|_, slot| {
             let mut log = slot.lock();
-            log.ring.trim_age(retention, now);
+            let freed = log.ring.trim_age(retention, now);
+            self.log_bytes.fetch_sub(freed, Ordering::Relaxed);
             let idle = log.endpoints.is_empty() && log.reserved == 0;
             let expired =
                 log.ring.newest_at().is_none_or(|at| now.duration_since(at) > retention.age);
             if idle && expired {
+                self.log_bytes.fetch_sub(log.ring.bytes(), Ordering::Relaxed);
                 log.retired = true;
                 tracing::trace!(user = %log.user, "user log retired");
                 return false;

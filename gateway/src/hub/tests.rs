@@ -6,7 +6,12 @@ use super::*;
 
 fn hub(retention: usize, max_endpoints: usize, queue: usize) -> Hub {
     Hub::new(
-        Retention { count: retention, age: Duration::from_secs(3600) },
+        Retention {
+            count: retention,
+            age: Duration::from_secs(3600),
+            bytes: 1 << 30,
+            node_bytes: 1 << 40,
+        },
         max_endpoints,
         queue,
         Arc::new(Metrics::new()),
@@ -113,7 +118,7 @@ fn the_endpoint_limit_counts_reservations_and_frees_on_drop() {
 #[tokio::test(start_paused = true)]
 async fn sweep_retires_idle_logs_and_a_new_life_has_a_new_epoch() {
     let h = Hub::new(
-        Retention { count: 10, age: Duration::from_secs(60) },
+        Retention { count: 10, age: Duration::from_secs(60), bytes: 1 << 30, node_bytes: 1 << 40 },
         4,
         4,
         Arc::new(Metrics::new()),
@@ -152,4 +157,41 @@ async fn a_waiting_endpoint_wakes_for_events_and_for_a_close() {
     h.close_all(wire::close::DRAINING);
     let r = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
     assert!(matches!(r, Ready::Close(wire::close::DRAINING)));
+}
+
+#[test]
+fn logs_are_held_to_their_bytes_and_the_node_to_its_budget() {
+    let big = "x".repeat(10_000);
+    let note = |h: &Hub, user: &str| h.publish(user, &read(&big));
+    let h = Hub::new(
+        Retention {
+            count: 1000,
+            age: Duration::from_secs(3600),
+            bytes: 50_000,
+            node_bytes: 120_000,
+        },
+        8,
+        64,
+        Arc::new(Metrics::new()),
+    );
+    for _ in 0..20 {
+        note(&h, "a");
+    }
+    let a_bytes = h.log_bytes();
+    assert!(a_bytes <= 50_000 && a_bytes > 30_000, "a's own cap: {a_bytes}");
+    for _ in 0..20 {
+        note(&h, "b");
+    }
+    assert!(h.log_bytes() <= 100_000);
+    for _ in 0..20 {
+        note(&h, "c");
+    }
+    let total = h.log_bytes();
+    assert!(total <= 120_000, "the node's budget holds: {total}");
+    assert!(h.retained("a", &h.attach(h.reserve("a").unwrap(), None).epoch, 17, 20).is_some());
+    // What the logs hold goes back to zero when they are swept away.
+    let retention = Retention { count: 0, age: Duration::ZERO, bytes: 0, node_bytes: 0 };
+    let h2 = Hub::new(retention, 8, 64, Arc::new(Metrics::new()));
+    note(&h2, "z");
+    assert_eq!(h2.log_bytes(), 0, "nothing retained, nothing counted");
 }

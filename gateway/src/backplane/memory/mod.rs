@@ -29,6 +29,8 @@ pub struct MemoryBackplane {
     turns: DashMap<String, Arc<Mutex<Turn>>>,
     /// How long an ended turn (and so its idempotency) is remembered.
     turn_retention: Duration,
+    /// How long a streaming turn may go without an event.
+    turn_idle: Duration,
     /// `(user, dedup_key)` → the first answer, for the dedup window.
     dedup: DashMap<(Arc<str>, String), (NotificationAccepted, Instant)>,
     dedup_window: Duration,
@@ -42,6 +44,8 @@ pub struct MemoryBackplane {
 /// The settings [`MemoryBackplane`] takes.
 pub struct MemoryLimits {
     pub turn_retention: Duration,
+    /// A streaming turn with no event for this long is ended `failed` (`idle_timeout`).
+    pub turn_idle: Duration,
     pub dedup_window: Duration,
     pub max_text: usize,
 }
@@ -57,6 +61,7 @@ impl MemoryBackplane {
             hub,
             turns: DashMap::new(),
             turn_retention: limits.turn_retention,
+            turn_idle: limits.turn_idle,
             dedup: DashMap::new(),
             dedup_window: limits.dedup_window,
             outbox,
@@ -81,6 +86,7 @@ impl MemoryBackplane {
         if t.status != TurnStatus::Streaming {
             return Err(TurnError::Ended { turn_id: t.turn_id.clone(), status: t.status });
         }
+        t.last_event = Instant::now();
         let body = match item {
             EventItem::Delta(text) => {
                 let index = t.delta(&text, self.max_text);
@@ -135,6 +141,34 @@ impl MemoryBackplane {
             (status == TurnStatus::Failed).then(|| error.unwrap_or(serde_json::Value::Null));
         let body = EventBody::TurnEnd { turn_id: t.turn_id.clone(), status, error };
         Ok(self.hub.publish(&t.user_id, &body).seq)
+    }
+
+    /// Ends every turn that streamed nothing for `turn_idle` as `failed` (`idle_timeout`): a
+    /// producer that died mid-turn leaves neither the devices nor the memory waiting forever.
+    async fn end_idle_turns(&self) {
+        let idle = self.turn_idle;
+        let stale = |t: &Turn| t.status == TurnStatus::Streaming && t.last_event.elapsed() >= idle;
+        let candidates: Vec<Arc<Mutex<Turn>>> = self
+            .turns
+            .iter()
+            .filter(|e| e.value().try_lock().is_ok_and(|t| stale(&t)))
+            .map(|e| e.value().clone())
+            .collect();
+        for turn in candidates {
+            let mut t = turn.lock().await;
+            if !stale(&t) {
+                continue; // an event came meanwhile
+            }
+            let error = serde_json::Value::from("idle_timeout");
+            match self.end(&mut t, TurnStatus::Failed, Some(error)).await {
+                Ok(_) => {
+                    tracing::info!(turn_id = %t.turn_id, "ended a turn idle past GATEWAY_TURN_IDLE_TIMEOUT_MS")
+                }
+                Err(e) => {
+                    tracing::warn!(turn_id = %t.turn_id, error = %e, "cannot end an idle turn; next sweep")
+                }
+            }
+        }
     }
 
     fn send_notification(&self, req: CreateNotification) -> NotificationAccepted {
@@ -285,6 +319,7 @@ impl Backplane for MemoryBackplane {
     }
 
     async fn sweep(&self) {
+        self.end_idle_turns().await;
         let retired = self.hub.sweep();
         let retention = self.turn_retention;
         // `try_lock`: a turn busy right now is not ending; it is looked at next sweep.
@@ -320,7 +355,12 @@ mod tests {
     impl Factory for Memory {
         async fn make(&self, retention: usize) -> Fixture {
             let metrics = Arc::new(Metrics::new());
-            let retention = Retention { count: retention, age: Duration::from_secs(3600) };
+            let retention = Retention {
+                count: retention,
+                age: Duration::from_secs(3600),
+                bytes: 1 << 30,
+                node_bytes: 1 << 40,
+            };
             let hub = Arc::new(Hub::new(retention, 32, 1024, metrics));
             let dir = std::env::temp_dir().join(format!("gw-contract-{:x}", rand::random::<u64>()));
             let outbox = Arc::new(EmbeddedOutbox::open(&dir).await.unwrap());
@@ -328,6 +368,7 @@ mod tests {
             let persister = Arc::new(Persister::new(outbox.clone(), store, RetryPolicy::default()));
             let limits = MemoryLimits {
                 turn_retention: Duration::from_secs(3600),
+                turn_idle: Duration::from_secs(600),
                 dedup_window: Duration::from_secs(3600),
                 max_text: 1 << 20,
             };

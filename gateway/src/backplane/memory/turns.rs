@@ -39,6 +39,8 @@ pub struct Turn {
     pub traces: Vec<Trace>,
     /// When it ended; ended turns are forgotten a retention period later.
     pub ended_at: Option<Instant>,
+    /// When it was created or last took an event (turns idle too long are ended).
+    pub last_event: Instant,
 }
 
 impl Turn {
@@ -64,6 +66,7 @@ impl Turn {
             meta,
             traces: Vec::new(),
             ended_at: None,
+            last_event: Instant::now(),
         }
     }
 

@@ -71,6 +71,12 @@ impl Keys {
         format!("{}:dd:{key}", self.user(user))
     }
 
+    /// ZSET turn id → when it last showed activity (Unix ms), for turns that may still stream:
+    /// where idle turns are found (a slot of its own, read alone).
+    pub fn streaming(&self) -> String {
+        format!("{{{}:streaming}}", self.ns)
+    }
+
     /// turn id → `<user>\n<conversation>`: finds a turn's slot from its id alone.
     pub fn turn_index(&self, turn_id: &str) -> String {
         format!("{}:turn:{turn_id}", self.ns)

@@ -8,6 +8,7 @@
 //! subscription connection is followed by a resubscribe and a catch-up from each user's log.
 
 mod conn;
+mod idle;
 mod keys;
 mod outbox;
 mod read;
@@ -55,11 +56,15 @@ const IN_FLIGHT: usize = 64;
 pub struct RedisSettings {
     /// Events kept per user log (`GATEWAY_LOG_RETENTION`).
     pub keep: usize,
+    /// Bytes kept per user log (`GATEWAY_LOG_RETENTION_BYTES`), the entries as Redis holds them.
+    pub max_log_bytes: usize,
     /// How long an event is kept, and an idle log lives (`GATEWAY_LOG_RETENTION_MS`).
     pub age: Duration,
     pub dedup_window: Duration,
     /// The longest turn text kept (and stored).
     pub max_text: usize,
+    /// A streaming turn with no event for this long is ended `failed` (`idle_timeout`).
+    pub turn_idle: Duration,
 }
 
 pub struct RedisBackplane {
@@ -153,7 +158,7 @@ impl RedisBackplane {
         inv.key(log.meta)
             .arg(self.conn.publish_command())
             .arg(format!("{:016x}", rand::random::<u64>()))
-            .arg(self.settings.keep)
+            .arg(format!("{}:{}", self.settings.keep, self.settings.max_log_bytes))
             .arg(self.settings.age.as_millis() as u64)
             .arg(log.channel);
         inv
@@ -329,6 +334,9 @@ impl Backplane for RedisBackplane {
             return Err(TurnError::Conflict(turn_id));
         }
         self.owners.insert(turn_id.clone(), (Arc::from(user), Instant::now()));
+        if outcome == 1 {
+            self.watch_idle(&turn_id, created_ms).await;
+        }
         Ok((TurnCreated { turn_id, seq }, outcome == 1))
     }
 
@@ -508,6 +516,7 @@ impl Backplane for RedisBackplane {
     }
 
     async fn sweep(&self) {
+        self.end_idle_turns().await;
         let retired = self.hub.sweep();
         self.subs.prune();
         self.owners.retain(|_, (_, at)| at.elapsed() < OWNER_CACHE);

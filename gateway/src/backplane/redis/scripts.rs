@@ -7,7 +7,8 @@
 //! (expired, Redis restarted or flushed) starts a new epoch with the candidate the caller gave.
 //!
 //! Prelude arguments: KEYS[1] log, KEYS[2] meta; ARGV[1] `PUBLISH` or `SPUBLISH` (cluster),
-//! ARGV[2] epoch candidate, ARGV[3] events kept, ARGV[4] their age limit in ms, ARGV[5] channel.
+//! ARGV[2] epoch candidate, ARGV[3] `<events kept>:<bytes kept>`, ARGV[4] their age limit in
+//! ms, ARGV[5] channel.
 //! Each script's own arguments follow: KEYS from 3, ARGV from 6.
 
 use redis::Script;
@@ -17,8 +18,18 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local keep, max_bytes = string.match(ARGV[3], '^(%d+):(%d+)$')
 local L = { log = KEYS[1], meta = KEYS[2], pub = ARGV[1], cand = ARGV[2],
-            keep = tonumber(ARGV[3]), age = tonumber(ARGV[4]), ch = ARGV[5] }
+            keep = tonumber(keep), max_bytes = tonumber(max_bytes), age = tonumber(ARGV[4]),
+            ch = ARGV[5] }
+-- Pops `n` entries from the front of the log and takes their size off the byte count.
+local function pop(n)
+  local gone = redis.call('LPOP', L.log, n)
+  if not gone then return 0 end
+  local freed = 0
+  for _, e in ipairs(gone) do freed = freed + #e end
+  return redis.call('HINCRBY', L.meta, 'bytes', -freed)
+end
 -- The fewest calls per event (this runs for every token): the head, the epoch and when the
 -- keys' expiry was last pushed back in one read; the log trimmed by count in chunks and by age
 -- every 64 events (readers check both anyway); the expiry pushed back once per `age`.
@@ -30,21 +41,31 @@ local function append(body)
   if not epoch then
     epoch = L.cand
     redis.call('DEL', L.log)
-    redis.call('HSET', L.meta, 'epoch', epoch, 'head', 1)
+    redis.call('HSET', L.meta, 'epoch', epoch, 'head', 1, 'bytes', 0)
     seq = 1
     exp = 0
   end
   local json = '{"seq":' .. seq .. ',' .. string.sub(body, 2)
   if L.keep > 0 then
-    local len = redis.call('RPUSH', L.log, now .. '|' .. json)
-    if len > L.keep + 64 then redis.call('LTRIM', L.log, -L.keep, -1) end
+    local entry = now .. '|' .. json
+    local len = redis.call('RPUSH', L.log, entry)
+    local bytes = redis.call('HINCRBY', L.meta, 'bytes', #entry)
+    if len > L.keep + 64 then
+      bytes = pop(len - L.keep)
+      len = L.keep
+    end
+    -- Bytes are held exactly: a burst of large events never outgrows the cap.
+    while bytes > L.max_bytes and len > 0 do
+      bytes = pop(1)
+      len = len - 1
+    end
     if seq % 64 == 0 then
       local cutoff = now - L.age
       while true do
         local first = redis.call('LINDEX', L.log, 0)
         if not first then break end
         local at = tonumber(string.match(first, '^(%d+)|'))
-        if at and at < cutoff then redis.call('LPOP', L.log) else break end
+        if at and at < cutoff then pop(1) else break end
       end
     end
   end
@@ -87,7 +108,8 @@ if redis.call('EXISTS', t) == 1 then
 end
 local seq = append(ARGV[11])
 redis.call('HSET', t, 'user', ARGV[6], 'conv', ARGV[7], 'status', 'streaming', 'next', 0,
-  'chars', 0, 'start', seq, 'created', ARGV[9], 'meta', ARGV[10], 'trunc', 0, 'tlen', 0)
+  'chars', 0, 'start', seq, 'created', ARGV[9], 'meta', ARGV[10], 'trunc', 0, 'tlen', 0,
+  'last', ARGV[9])
 redis.call('PEXPIRE', t, ARGV[8])
 return {1, seq}
 "#;
@@ -144,7 +166,8 @@ for i = 10, #ARGV, 4 do
   if nexti % 256 == 0 then touched = true end
 end
 if accepted > 0 then
-  redis.call('HSET', t, 'next', nexti, 'chars', nchars, 'trunc', trunc and 1 or 0, 'tlen', tlen)
+  redis.call('HSET', t, 'next', nexti, 'chars', nchars, 'trunc', trunc and 1 or 0, 'tlen', tlen,
+    'last', now_ms())
 end
 if ended then
   for k = 3, 5 do redis.call('PERSIST', KEYS[k]) end

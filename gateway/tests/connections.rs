@@ -135,3 +135,65 @@ async fn past_the_global_cap_new_connections_get_503_and_healthz_answers() {
         .await;
     assert_eq!(s, 201, "slots come back when connections close");
 }
+
+/// A WebSocket opened by hand, so the test can send what no library would.
+async fn raw_ws(gw: &TestGateway, user: &str) -> TcpStream {
+    let mut s = connect(gw).await;
+    let req = format!(
+        "GET /v1/ws?access_token={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        token(user, None)
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(s.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// Reads server frames until a close; returns its code.
+async fn close_code_of(s: &mut TcpStream) -> Option<u16> {
+    let read = async {
+        loop {
+            let b0 = s.read_u8().await.ok()?;
+            let mut len = (s.read_u8().await.ok()? & 0x7f) as u64;
+            if len == 126 {
+                len = s.read_u16().await.ok()? as u64;
+            } else if len == 127 {
+                len = s.read_u64().await.ok()?;
+            }
+            let mut payload = vec![0u8; len as usize];
+            s.read_exact(&mut payload).await.ok()?;
+            if b0 & 0x0f == 0x8 {
+                return Some(u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await.ok().flatten()
+}
+
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [1u8, 2, 3, 4];
+    let mut f = vec![first, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn websocket_protocol_errors_get_the_close_code_rfc_6455_names() {
+    let gw = TestGateway::start(&[]);
+    let cases: [(&str, Vec<u8>, u16); 3] = [
+        ("text that is not UTF-8", masked(0x81, &[0xff, 0xfe, 0xfd]), 1007),
+        ("an unmasked client frame", vec![0x81, 0x02, b'h', b'i'], 1002),
+        ("a reserved bit set", masked(0xc1, b"{}"), 1002),
+    ];
+    for (what, frame, want) in cases {
+        let mut s = raw_ws(&gw, "rawws").await;
+        s.write_all(&frame).await.unwrap();
+        assert_eq!(close_code_of(&mut s).await, Some(want), "{what}");
+    }
+}

@@ -211,3 +211,32 @@ async fn operators_list_set_aside_turns_and_put_them_back_in_line() {
     let (s, _) = gw.post_json("/v1/admin/outbox/set-aside/retry", &admin, &json!({})).await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test]
+async fn publishing_client_frames_are_rate_limited_per_connection() {
+    let gw = TestGateway::start(&[("GATEWAY_CLIENT_PUBLISH_PER_SEC", "5")]);
+    let mut ws = gw.ws("chatty", "").await;
+    ws.hello().await;
+    for i in 0..30 {
+        ws.send_json(json!({"type": "notification.read", "id": format!("n{i}"), "ref": i})).await;
+    }
+    ws.send_json(json!({"type": "ping", "ref": "last"})).await;
+    let (mut published, mut limited) = (0, 0);
+    loop {
+        match ws.frame().await {
+            wire::ServerFrame::Event(_) => published += 1,
+            wire::ServerFrame::Control(wire::ControlFrame::Error { code, .. }) => {
+                assert_eq!(code, "rate_limited");
+                limited += 1;
+            }
+            wire::ServerFrame::Control(wire::ControlFrame::Pong { .. }) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(published + limited, 30);
+    assert!((10..=12).contains(&published), "a burst of 10, then 5/s: {published} published");
+    let mut other = gw.ws("chatty", "").await;
+    other.hello().await;
+    other.send_json(json!({"type": "notification.read", "id": "fresh"})).await;
+    assert_eq!(other.event().await.seq, published + 1, "the limit is per connection");
+}

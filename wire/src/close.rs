@@ -1,5 +1,9 @@
 //! WebSocket close codes the gateway uses (PROTOCOL.md, "Errors").
 
+/// A framing error (RSV bits, an unmasked client frame, a bad opcode): RFC 6455 §7.4.1.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text frame that is not UTF-8: RFC 6455 §7.4.1.
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// Policy violation: too many bad frames, or an `Origin` that is not allowed.
 pub const POLICY: u16 = 1008;
 /// A client frame larger than `GATEWAY_MAX_FRAME_BYTES`.

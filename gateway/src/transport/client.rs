@@ -3,7 +3,10 @@
 //! A malformed or unknown frame gets an error frame and counts as a bad frame; more than
 //! [`BAD_FRAME_LIMIT`] within [`BAD_FRAME_WINDOW`] closes the connection with 1008. A
 //! well-formed request that cannot be met (unknown turn, turn already ended) gets an error frame
-//! without counting against the client.
+//! without counting against the client. Frames that publish to the user's log
+//! (`notification.read`, `turn.cancel`) draw on a token bucket per connection
+//! (`GATEWAY_CLIENT_PUBLISH_PER_SEC`, burst twice that); past it they get the error
+//! `rate_limited` and publish nothing.
 
 use std::time::Duration;
 
@@ -28,20 +31,39 @@ pub enum Action {
     Refreshed(ControlFrame),
 }
 
-/// Counts bad frames in a sliding window.
+/// Counts bad frames in a sliding window, and the publishing frames' token bucket.
 #[derive(Debug)]
 pub struct BadFrames {
     count: u32,
     since: Instant,
+    /// Publishing frames the connection may still send now (refilled with time).
+    tokens: f32,
+    refilled: Instant,
 }
 
 impl Default for BadFrames {
     fn default() -> Self {
-        BadFrames { count: 0, since: Instant::now() }
+        let now = Instant::now();
+        BadFrames { count: 0, since: now, tokens: f32::MAX, refilled: now }
     }
 }
 
 impl BadFrames {
+    /// Takes one token of a bucket refilled at `per_sec` and holding twice that; false when
+    /// it is empty (the frame is refused).
+    fn publish(&mut self, per_sec: u32) -> bool {
+        let burst = 2.0 * per_sec as f32;
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f32() * per_sec as f32;
+        self.tokens = (self.tokens.min(burst) + refill).min(burst);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+
     /// Records one; true when the limit is now exceeded.
     fn hit(&mut self) -> bool {
         if self.since.elapsed() > BAD_FRAME_WINDOW {
@@ -115,6 +137,14 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
     };
     let state = session.state.clone();
     let missing = |field: &str| format!("{kind} needs a string \"{field}\" of 1-256 bytes");
+    let per_sec = state.limits.client_publish_per_sec;
+    if matches!(kind, "notification.read" | "turn.cancel") && !frames.publish(per_sec) {
+        let message = format!(
+            "more than {per_sec} publishing frames a second (burst {}); nothing was published",
+            2 * per_sec
+        );
+        return Action::Reply(ControlFrame::error("rate_limited", message, reference));
+    }
     match kind {
         "ping" => Action::Reply(ControlFrame::Pong { reference }),
         "turn.sync" => {
@@ -203,4 +233,19 @@ fn turn_error(e: TurnError, reference: Option<Value>) -> ControlFrame {
         TurnError::Unavailable(u) => u.code,
     };
     ControlFrame::error(code, e.to_string(), reference)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn publishing_frames_are_held_to_the_rate_with_a_burst_of_twice_it() {
+        let mut f = BadFrames::default();
+        let taken = (0..100).filter(|_| f.publish(10)).count();
+        assert_eq!(taken, 20, "a burst of twice the rate");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let taken = (0..100).filter(|_| f.publish(10)).count();
+        assert_eq!(taken, 5, "refilled at the rate");
+    }
 }

@@ -273,12 +273,18 @@ async fn answer(
     }
 }
 
-/// Whether a read error is a frame over the size limit (close 1009).
-fn too_large(e: axum::Error) -> bool {
-    matches!(
-        e.into_inner().downcast::<tungstenite::Error>().map(|b| *b),
-        Ok(tungstenite::Error::Capacity(_))
-    )
+/// How a read error ends the connection: the close code RFC 6455 §7.4.1 gives it (a frame
+/// over the size limit 1009, text that is not UTF-8 1007, a framing error 1002), or gone.
+fn read_error(e: axum::Error) -> End {
+    match e.into_inner().downcast::<tungstenite::Error>().map(|b| *b) {
+        Ok(tungstenite::Error::Capacity(_)) => End::Close(close::TOO_LARGE, "frame too large"),
+        Ok(tungstenite::Error::Utf8(_)) => End::Close(close::INVALID_PAYLOAD, "invalid UTF-8"),
+        Ok(tungstenite::Error::Protocol(p)) => {
+            tracing::debug!(error = %p, "WebSocket protocol error");
+            End::Close(close::PROTOCOL_ERROR, "protocol error")
+        }
+        _ => End::Gone,
+    }
 }
 
 async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -> End {
@@ -338,9 +344,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                 let msg = match msg {
                     None => return End::Gone,
                     Some(Ok(Message::Close(_))) => return End::PeerClosed,
-                    Some(Err(e)) => {
-                        return if too_large(e) { End::Close(close::TOO_LARGE, "frame too large") } else { End::Gone };
-                    }
+                    Some(Err(e)) => return read_error(e),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(m)) => m,
                 };

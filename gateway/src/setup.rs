@@ -131,6 +131,7 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
             max_text: cfg.store_max_text_bytes as usize,
         },
     ));
+    backplane.recover().await.map_err(SetupError::DataDir)?;
     let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
     Ok(Parts { hub, backplane, presence, store, persister, metrics })
 }

@@ -240,3 +240,52 @@ async fn publishing_client_frames_are_rate_limited_per_connection() {
     other.send_json(json!({"type": "notification.read", "id": "fresh"})).await;
     assert_eq!(other.event().await.seq, published + 1, "the limit is per connection");
 }
+
+/// `kill -9` mid-turn in embedded mode: after the restart the turn is ended `failed`
+/// (`gateway_restarted`) with the text of its last checkpoint, stored once, and known to the
+/// producer (409), to `GET /v1/turns/{id}` and to `turn.sync`.
+#[tokio::test]
+async fn a_turn_cut_by_kill_9_is_ended_failed_and_stored_after_the_restart() {
+    let dir = temp_dir("gw-kill");
+    let mut first = TestGateway::start_in(&dir, &[]);
+    first.keep_data = true;
+    assert_eq!(first.create_turn("kim", "ckill", "tkill").await.0, 201);
+    let (s, _) = first
+        .send_items("tkill", &[json!({"delta": "before "}), json!({"delta": "the crash"})])
+        .await;
+    assert_eq!(s, 200);
+    // The sweep checkpoints the text every 5 s.
+    tokio::time::sleep(Duration::from_millis(5_600)).await;
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5)).expect("killed");
+    drop(first);
+
+    let mut gw = TestGateway::start_in(&dir, &[]);
+    gw.keep_data = true;
+    let (s, t) = gw.get_json("/v1/turns/tkill", &producer_token()).await;
+    assert_eq!(
+        (s, t["status"].as_str(), t["next_index"].as_u64()),
+        (200, Some("failed"), Some(2)),
+        "{t}"
+    );
+    let (s, b) = gw.send_items("tkill", &[json!({"delta": "after"})]).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("turn_ended")), "{b}");
+    let turns = stored(&gw, "ckill", 1).await;
+    assert_eq!(
+        (turns[0]["status"].as_str(), turns[0]["text"].as_str()),
+        (Some("failed"), Some("before the crash"))
+    );
+    let mut ws = gw.ws("kim", "").await;
+    ws.hello().await;
+    ws.send_json(json!({"type": "turn.sync", "turn_id": "tkill"})).await;
+    match ws.control().await {
+        wire::ControlFrame::TurnSnapshot { status, text, .. } => {
+            assert_eq!((status, text.as_str()), (wire::TurnStatus::Failed, "before the crash"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The restart ended it once: a second restart changes nothing.
+    drop(gw);
+    let again = TestGateway::start_in(&dir, &[]);
+    assert_eq!(stored(&again, "ckill", 1).await.len(), 1);
+}

@@ -185,7 +185,9 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
         "presence.get" => match state.presence.list(&session.user).await {
             Ok(endpoints) => Action::Reply(ControlFrame::Presence { endpoints, reference }),
             Err(e) => {
-                Action::Reply(ControlFrame::error("presence_unavailable", e.to_string(), reference))
+                tracing::warn!(error = %e, "presence read failed");
+                let message = "presence cannot be read now";
+                Action::Reply(ControlFrame::error("presence_unavailable", message, reference))
             }
         },
         "auth.refresh" => {

@@ -16,7 +16,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 
 use super::{AsideFilter, Outbox, OutboxStats, Pending, SetAside, now_ms};
-use crate::{FinalTurn, StoreError};
+use crate::{FinalTurn, StoreError, TurnRecord};
 
 pub struct EmbeddedOutbox {
     /// Writes that must be on disk when they return (synchronous = FULL).
@@ -36,6 +36,13 @@ const SET_ASIDE: &str = "UPDATE outbox SET set_aside = TRUE, last_error = $1 WHE
 const RELEASE: &str = "UPDATE outbox SET due_ms = $1 WHERE set_aside = FALSE AND due_ms > $1";
 const STATS: &str = "SELECT COUNT(*), MIN(enqueued_ms) FROM outbox WHERE set_aside = FALSE";
 const ASIDE: &str = "SELECT COUNT(*) FROM outbox WHERE set_aside = TRUE";
+const OPEN_TURN: &str = "INSERT INTO open_turns (turn_id, user_id, conversation_id, created_at_ms, meta) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (turn_id) DO NOTHING";
+const CHECKPOINT: &str =
+    "UPDATE open_turns SET text = $1, truncated = $2, next_index = $3 WHERE turn_id = $4";
+const CLOSE_TURN: &str = "DELETE FROM open_turns WHERE turn_id = $1";
+const OPEN_TURNS: &str = "SELECT turn_id, user_id, conversation_id, created_at_ms, meta, text, truncated, \
+     next_index FROM open_turns";
 const ASIDE_LIST: &str = "SELECT turn_id, payload, COALESCE(last_error, '') FROM outbox \
      WHERE set_aside = TRUE ORDER BY enqueued_ms LIMIT $1";
 const UNSET_ASIDE: &str = "UPDATE outbox SET set_aside = FALSE, due_ms = $1, attempts = 0 \
@@ -59,19 +66,81 @@ impl EmbeddedOutbox {
     }
 
     /// Records a finalised turn, durably, unless its `turn_id` is waiting already (a repeated
-    /// end is not a second entry). Returns whether it was added.
+    /// end is not a second entry), and forgets it as an open turn in the same step. Returns
+    /// whether it was added.
     pub async fn enqueue(&self, turn: &FinalTurn) -> Result<bool, StoreError> {
         let payload =
             serde_json::to_string(turn).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let added = sqlx::query(ENQUEUE)
             .bind(&turn.turn.turn_id)
             .bind(&turn.turn.conversation_id)
             .bind(payload)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query(CLOSE_TURN).bind(&turn.turn.turn_id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(added == 1)
+    }
+
+    /// Notes a turn that started streaming (its text and status in `turn` are not read). Not
+    /// synced on its own: a process crash keeps it (WAL), a power loss may not.
+    pub async fn open_turn(&self, turn: &TurnRecord) -> Result<(), StoreError> {
+        sqlx::query(OPEN_TURN)
+            .bind(&turn.turn_id)
+            .bind(&turn.user_id)
+            .bind(&turn.conversation_id)
+            .bind(turn.created_at_ms)
+            .bind(turn.meta.to_string())
+            .execute(&self.relaxed)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps an open turn's text so far (and the index of its next delta), for the record of
+    /// it after a crash.
+    pub async fn checkpoint(
+        &self,
+        turn_id: &str,
+        text: &str,
+        truncated: bool,
+        next_index: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(CHECKPOINT)
+            .bind(text)
+            .bind(truncated)
+            .bind(next_index as i64)
+            .bind(turn_id)
+            .execute(&self.relaxed)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns a previous life of the process left open (it crashed while they streamed), as
+    /// `failed` records with their last checkpointed text, each with the index of its next
+    /// delta.
+    pub async fn interrupted(&self) -> Result<Vec<(TurnRecord, u64)>, StoreError> {
+        let rows = sqlx::query(OPEN_TURNS).fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let meta: String = row.try_get(4)?;
+            let next_index = row.try_get::<i64, _>(7)? as u64;
+            let record = TurnRecord {
+                turn_id: row.try_get(0)?,
+                user_id: row.try_get(1)?,
+                conversation_id: row.try_get(2)?,
+                status: wire::TurnStatus::Failed,
+                text: row.try_get(5)?,
+                truncated: row.try_get(6)?,
+                created_at_ms: row.try_get(3)?,
+                completed_at_ms: now_ms(),
+                meta: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
+            };
+            out.push((record, next_index));
+        }
+        Ok(out)
     }
 }
 

@@ -2,6 +2,7 @@
 //! this process, and a finalised turn goes to the embedded (SQLite) outbox before its
 //! `turn.end` is published.
 
+mod recover;
 mod turns;
 
 use std::sync::Arc;
@@ -130,7 +131,7 @@ impl MemoryBackplane {
             tracing::error!(turn_id = %t.turn_id, error = %e, "the outbox cannot take a finished turn");
             return Err(Unavailable {
                 code: "outbox_unavailable",
-                message: format!("the turn could not be recorded for storage: {e}"),
+                message: "the turn could not be recorded for storage now; try the end again".into(),
             }
             .into());
         }
@@ -217,6 +218,10 @@ impl Backplane for MemoryBackplane {
             meta: req.meta,
         };
         guard.start_seq = self.hub.publish(&req.user_id, &start).seq;
+        // Noted (unsynced, a crash of the process keeps it) so a restart ends it, not loses it.
+        if let Err(e) = self.outbox.open_turn(&guard.final_record(TurnStatus::Streaming)).await {
+            tracing::warn!(turn_id = %turn_id, error = %e, "cannot note an open turn");
+        }
         Ok((TurnCreated { turn_id, seq: guard.start_seq }, true))
     }
 
@@ -320,6 +325,7 @@ impl Backplane for MemoryBackplane {
 
     async fn sweep(&self) {
         self.end_idle_turns().await;
+        self.checkpoint_open_turns().await;
         let retired = self.hub.sweep();
         let retention = self.turn_retention;
         // `try_lock`: a turn busy right now is not ending; it is looked at next sweep.

@@ -41,6 +41,8 @@ pub struct Turn {
     pub ended_at: Option<Instant>,
     /// When it was created or last took an event (turns idle too long are ended).
     pub last_event: Instant,
+    /// `next_index` at the last checkpoint of its text (see `recover`).
+    pub checkpointed: u64,
 }
 
 impl Turn {
@@ -67,6 +69,7 @@ impl Turn {
             traces: Vec::new(),
             ended_at: None,
             last_event: Instant::now(),
+            checkpointed: 0,
         }
     }
 

@@ -86,13 +86,15 @@ pub struct RedisBackplane {
     sweeps: AtomicU64,
 }
 
+/// Redis failed: the details are logged, the client gets a plain sentence.
 fn unavailable(e: redis::RedisError) -> Unavailable {
-    Unavailable { code: "redis_unavailable", message: format!("Redis cannot be reached: {e}") }
+    tracing::warn!(error = %e, "Redis call failed");
+    Unavailable { code: "redis_unavailable", message: "Redis cannot be reached now".into() }
 }
 
 fn corrupt(e: String) -> Unavailable {
     tracing::error!(error = %e, "unexpected reply from Redis");
-    Unavailable { code: "redis_unavailable", message: format!("unexpected reply from Redis: {e}") }
+    Unavailable { code: "redis_unavailable", message: "Redis gave an unexpected reply".into() }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {

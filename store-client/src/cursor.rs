@@ -44,4 +44,19 @@ mod tests {
         assert!(Cursor::decode("abc").is_err());
         assert!(Cursor::decode(&"41".repeat(3)).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// A forged cursor is refused, never a panic; every cursor this server gives comes back.
+        #[test]
+        fn any_string_decodes_or_is_refused(s in ".*") {
+            let _ = Cursor::decode(&s);
+        }
+
+        #[test]
+        fn every_cursor_round_trips(ms in proptest::prelude::any::<i64>(), id in "[A-Za-z0-9._:-]{1,128}") {
+            let c = Cursor { created_at_ms: ms, turn_id: id };
+            proptest::prop_assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        }
+    }
 }

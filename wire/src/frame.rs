@@ -148,3 +148,28 @@ mod tests {
         assert_eq!(c, ServerFrame::Control(ControlFrame::Pong { reference: Some(Value::from(3)) }));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Any text a client sends is a frame or an error, never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(text in ".{0,300}") {
+            let _ = serde_json::from_str::<ClientFrame>(&text);
+            let _ = ServerFrame::parse(&text);
+        }
+
+        #[test]
+        fn frames_of_every_type_with_odd_fields_parse_or_are_refused(
+            kind in proptest::sample::select(ClientFrame::TYPES),
+            field in "[a-z_]{1,12}",
+            value in ".{0,40}",
+        ) {
+            let text = serde_json::json!({"type": kind, field: value, "ref": 1}).to_string();
+            let _ = serde_json::from_str::<ClientFrame>(&text);
+        }
+    }
+}

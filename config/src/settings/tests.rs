@@ -162,3 +162,19 @@ fn store_settings_are_checked_together() {
         (8 << 20, 0, "gw")
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    /// Any value for any setting is taken or refused naming that setting, never a panic.
+    #[test]
+    fn any_value_of_any_setting_is_taken_or_named(
+        which in proptest::sample::select(SETTINGS),
+        value in ".{0,40}",
+    ) {
+        let var = format!("GATEWAY_{}", which.0.to_ascii_uppercase());
+        match Config::load(None, env(&[SECRET, (var.as_str(), value.as_str())]), false) {
+            Ok(_) => {}
+            Err(errors) => proptest::prop_assert!(errors.names(&var), "{errors} does not name {var}"),
+        }
+    }
+}

@@ -83,6 +83,7 @@ fn parse_item_slow(text: &str) -> Result<EventItem, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Strategy;
 
     #[test]
     fn items_and_their_errors() {
@@ -106,5 +107,35 @@ mod tests {
         assert!(parse_item(r#"{"delta":"a","extra":1}"#).unwrap_err().contains("exactly one"));
         assert!(parse_item(r#"{"delta":null}"#).unwrap_err().contains("string"));
         assert!(parse_item(r#"{"end":{"status":"streaming"}}"#).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Whatever a producer sends as a line is parsed or refused with a message, never a panic.
+        #[test]
+        fn any_line_is_parsed_or_refused(line in ".{0,200}") {
+            if let Err(m) = parse_item(&line) {
+                proptest::prop_assert!(!m.is_empty());
+            }
+        }
+
+        #[test]
+        fn any_delta_text_comes_through_exactly(text in proptest::prelude::any::<String>()) {
+            let line = serde_json::json!({"delta": text}).to_string();
+            proptest::prop_assert_eq!(parse_item(&line), Ok(EventItem::Delta(text)));
+        }
+
+        #[test]
+        fn json_shaped_items_are_parsed_or_refused(
+            key in "delta|trace|end|x",
+            value in proptest::prelude::prop_oneof![
+                proptest::prelude::Just(serde_json::json!(null)),
+                ".{0,20}".prop_map(serde_json::Value::from),
+                proptest::prelude::any::<i64>().prop_map(serde_json::Value::from),
+                ("[a-z]{0,8}", ".{0,8}").prop_map(|(k, v)| serde_json::json!({"kind": k, "status": v, "data": v})),
+            ],
+        ) {
+            let _ = parse_item(&serde_json::json!({key: value}).to_string());
+        }
     }
 }

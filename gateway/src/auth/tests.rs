@@ -1,5 +1,6 @@
 use super::*;
 use base64::Engine;
+use proptest::prelude::Strategy;
 
 const SECRET: &str = "unit-test-secret-0123456789";
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
@@ -171,4 +172,45 @@ fn a_sub_with_control_characters_or_too_long_is_refused_and_tid_is_read() {
     assert_eq!(p.tenant.as_deref(), Some("acme.eu-1"));
     c["tid"] = "bad tenant".into();
     assert!(v.verify(&jsonwebtoken::encode(&Header::default(), &c, &key).unwrap()).is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+    /// Whatever arrives as a token is refused with a reason or verified, never a panic.
+    #[test]
+    fn any_token_text_is_refused_not_a_panic(token in ".{0,300}") {
+        let v = Verifier::from_config(&cfg(|_| {})).unwrap();
+        let e = v.verify(&token).unwrap_err();
+        proptest::prop_assert!(!e.message.is_empty());
+    }
+
+    /// Any header and claims, signed with the right key: verified only when the claims hold.
+    #[test]
+    fn signed_tokens_with_any_claims_are_checked_claim_by_claim(
+        header in "\\{\"alg\":\"HS256\"(,\"[a-z]{1,4}\":(\"[a-z]{0,4}\"|[0-9]{1,3}|\\[\\]))?\\}",
+        sub in proptest::prelude::prop_oneof![".{0,10}".prop_map(serde_json::Value::from), proptest::prelude::Just(serde_json::Value::Null)],
+        exp_in in -100.0f64..100.0,
+        tid in proptest::option::of(".{0,8}"),
+    ) {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims = serde_json::json!({"sub": sub, "exp": now_secs() + exp_in});
+        if let Some(t) = &tid {
+            claims["tid"] = t.clone().into();
+        }
+        let signing_input = format!("{}.{}", b64.encode(&header), b64.encode(claims.to_string()));
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::HS256).unwrap();
+        let v = Verifier::from_config(&cfg(|_| {})).unwrap();
+        let ok = v.verify(&format!("{signing_input}.{sig}")).is_ok();
+        let sub_ok = sub.as_str().is_some_and(valid_sub);
+        let tid_ok = tid.as_deref().is_none_or(valid_tenant);
+        let header_ok = !header.contains("\"crit\"");
+        if ok {
+            proptest::prop_assert!(sub_ok && tid_ok && header_ok && exp_in > -5.0);
+        } else if sub_ok && tid_ok && header_ok && exp_in > 0.0 {
+            // Only an unknown header field of an odd type may still refuse it.
+            proptest::prop_assert!(header.len() > 15, "refused a good token: {header} {claims}");
+        }
+    }
 }

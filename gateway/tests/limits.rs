@@ -65,9 +65,11 @@ async fn an_oversized_frame_closes_1009() {
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_4008_while_the_others_keep_up_and_it_resumes_without_loss() {
+    // 26 MB of deltas: the log keeps them all (its byte limit is not what this checks).
     let gw = TestGateway::start(&[
         ("GATEWAY_OUTBOUND_QUEUE", "16"),
         ("GATEWAY_WS_WRITE_BUFFER_BYTES", "0"),
+        ("GATEWAY_LOG_RETENTION_BYTES", "67108864"),
     ]);
     let mut slow = gw.ws("u", "device_id=slow").await;
     let mut fast = gw.ws("u", "device_id=fast").await;

@@ -43,7 +43,7 @@ pub struct BenchArgs {
     pub redis: bool,
 }
 
-const SECRET: &str = "loadtest-bench-secret-0123456789";
+pub(crate) const SECRET: &str = "loadtest-bench-secret-0123456789";
 
 /// The named scenarios.
 pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, Scenario)> {
@@ -143,9 +143,12 @@ enum Kind {
     Redis(usize),
 }
 
-async fn start_node(name: &str, mut cmd: Command) -> anyhow::Result<(Child, String)> {
-    cmd.env("GATEWAY_LISTEN", "127.0.0.1:0")
-        .env("GATEWAY_AUTH_HS256_SECRET", SECRET)
+/// Starts a gateway (on a free port unless `cmd` sets `GATEWAY_LISTEN`); returns it and its URL.
+pub(crate) async fn start_node(name: &str, mut cmd: Command) -> anyhow::Result<(Child, String)> {
+    if !cmd.as_std().get_envs().any(|(k, _)| k == "GATEWAY_LISTEN") {
+        cmd.env("GATEWAY_LISTEN", "127.0.0.1:0");
+    }
+    cmd.env("GATEWAY_AUTH_HS256_SECRET", SECRET)
         .env("GATEWAY_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -7,7 +7,9 @@
 //! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume);
 //! - [`producer`]: turns, deltas and notifications; [`checker`]: the promises, checked;
 //! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios;
-//! - [`baseline`]: a bare tokio-tungstenite fan-out, the yardstick for saturated throughput.
+//! - [`baseline`]: a bare tokio-tungstenite fan-out, the yardstick for saturated throughput;
+//! - [`soak`]: minutes of chaos traffic through faults on a schedule, memory sampled ([`proxy`]
+//!   takes the store away).
 
 pub mod baseline;
 pub mod bench;
@@ -16,8 +18,10 @@ pub mod ctx;
 pub mod endpoint;
 pub mod gateway_probe;
 pub mod producer;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod soak;
 pub mod stats;
 pub mod tokens;

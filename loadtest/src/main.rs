@@ -7,6 +7,7 @@ use loadtest::baseline::{self, BaselineArgs};
 use loadtest::bench::{self, BenchArgs};
 use loadtest::runner::{self, RunOptions};
 use loadtest::scenario::{Scenario, ScenarioArgs, TokenArgs};
+use loadtest::soak::{self, SoakArgs};
 use loadtest::tokens::Tokens;
 
 #[derive(Parser)]
@@ -50,6 +51,9 @@ enum Cmd {
     },
     /// The standard scenarios against gateway processes it starts; writes docs/benchmarks.md.
     Bench(BenchArgs),
+    /// Minutes of chaos traffic on two Redis-mode nodes through Redis restarts, a node killed,
+    /// a store outage and a drain; memory and descriptors sampled and drawn.
+    Soak(SoakArgs),
     /// Deliveries per second of a bare tokio-tungstenite fan-out of the same frames (the yardstick).
     Baseline(BaselineArgs),
     /// The bare fan-out server itself (started by `baseline`).
@@ -85,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             report.clean()
         }
         Cmd::Bench(args) => bench::run(args).await?,
+        Cmd::Soak(args) => soak::run(args).await?,
         Cmd::Baseline(args) => {
             let rate = baseline::run(args.clone()).await?;
             println!(

@@ -118,8 +118,10 @@ async fn notify(ctx: &SharedCtx, token: &str, user: u32) {
         "title": checker::notification_title(user),
         "body": "load test",
         "data": {"sent_us": ctx.now_us()},
+        // A retry on another node (the first answer was lost) publishes nothing twice.
+        "dedup_key": format!("{:016x}", rand::random::<u64>()),
     });
-    if let Some(r) = post(ctx, token, user as usize, "/v1/notifications", body).await
+    if let Some(r) = post_any(ctx, token, user as usize, "/v1/notifications", body).await
         && let Some(seq) = r["seq"].as_u64()
     {
         Stats::add(&ctx.stats.notifications_sent, 1);
@@ -128,8 +130,28 @@ async fn notify(ctx: &SharedCtx, token: &str, user: u32) {
     }
 }
 
+/// How many nodes a request is tried on before the producer gives up on it.
+const ATTEMPTS: usize = 6;
+
+/// Posts `body` to `path`, moving to the next node after a failure (a node killed or draining,
+/// Redis restarting): what a real orchestrator does with idempotent calls.
+async fn post_any(
+    ctx: &SharedCtx,
+    token: &str,
+    node: usize,
+    path: &str,
+    body: Value,
+) -> Option<Value> {
+    for attempt in 0..ATTEMPTS {
+        if let Some(v) = post(ctx, token, node + attempt, path, body.clone()).await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt.min(4))).await;
+    }
+    None
+}
+
 async fn turn(ctx: &SharedCtx, token: &str, user: u32, n: u64) {
-    let s = &ctx.scenario;
     let turn_id = checker::turn_id(&ctx.run, user, n);
     ctx.ledger.texts.insert(turn_id.clone(), String::new());
     let body = json!({
@@ -138,70 +160,153 @@ async fn turn(ctx: &SharedCtx, token: &str, user: u32, n: u64) {
         "turn_id": turn_id,
         "meta": {"t0_us": ctx.now_us()},
     });
-    // Started on one node, streamed through the next: a producer may call any node.
+    // Started on one node, streamed through the next: a producer may call any node. Creating
+    // is idempotent on the turn id, so a retry elsewhere is safe.
     let node = n as usize;
-    let Some(created) = post(ctx, token, node, "/v1/turns", body).await else { return };
+    let Some(created) = post_any(ctx, token, node, "/v1/turns", body).await else { return };
     Stats::add(&ctx.stats.turns_started, 1);
     Stats::add(&ctx.stats.published, 1);
     if let Some(seq) = created["seq"].as_u64() {
         ctx.saw_head(user, seq);
     }
-
-    // The events request stays open while tokens are produced, a line each.
-    let (tx, rx) = mpsc::channel::<Result<String, std::io::Error>>(16);
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|l| (l, rx)) });
-    let request = ctx
-        .http
-        .post(url(ctx, node + 1, &format!("/v1/turns/{turn_id}/events")))
-        .bearer_auth(token)
-        .header("content-type", "application/x-ndjson")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send();
-    let response = tokio::spawn(request);
-    let pad = "x".repeat(s.token_bytes as usize - 13);
-    let mut t = interval(Duration::from_secs_f64(1.0 / s.token_rate));
-    t.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    // Unpaced (saturation) runs put many lines in one chunk, as a real producer's buffered writer
-    // would; paced runs send each token as it comes.
-    let per_chunk = if s.token_rate >= UNPACED { 64 } else { 1 };
-    let mut chunk = String::new();
-    let mut in_chunk = 0;
-    for i in 0..s.tokens_per_turn {
-        t.tick().await;
-        let text = format!("{:012}|{pad}", ctx.now_us());
-        if let Some(mut so_far) = ctx.ledger.texts.get_mut(&turn_id) {
-            so_far.push_str(&text);
-        }
-        chunk.push_str(&json!({"delta": text}).to_string());
-        chunk.push('\n');
-        in_chunk += 1;
-        if in_chunk == per_chunk || i + 1 == s.tokens_per_turn {
-            if tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
-                break;
+    let mut stream = TurnStream::new(ctx, turn_id);
+    let mut node = node + 1;
+    for _ in 0..ATTEMPTS {
+        match stream.send_through(ctx, token, node).await {
+            Ok(last_seq) => {
+                Stats::add(&ctx.stats.published, 1);
+                if let Some(seq) = last_seq {
+                    ctx.saw_head(user, seq);
+                }
+                return;
             }
-            Stats::add(&ctx.stats.published, in_chunk);
-            in_chunk = 0;
+            Err(e) => {
+                Stats::add(&ctx.stats.http_errors, 1);
+                eprintln!("turn {}: {e}; resuming on another node", stream.turn_id);
+            }
+        }
+        // Where did the gateway get to? Resend from there (the same deltas, in order).
+        node += 1;
+        match turn_position(ctx, token, node, &stream.turn_id).await {
+            Some((status, next)) if status == "streaming" => stream.from = next as usize,
+            Some(_) => return, // it ended (the end went through; its answer was lost)
+            None => return,
         }
     }
-    let _ = tx.send(Ok("{\"end\":{\"status\":\"completed\"}}\n".into())).await;
-    drop(tx);
-    match response.await {
-        Ok(Ok(r)) if r.status().is_success() => {
-            Stats::add(&ctx.stats.published, 1);
-            if let Ok(v) = r.json::<Value>().await
-                && let Some(seq) = v["last_seq"].as_u64()
-            {
-                ctx.saw_head(user, seq);
+}
+
+/// `GET /v1/turns/{id}` on any node: (status, next_index), retried while nodes are away.
+async fn turn_position(
+    ctx: &SharedCtx,
+    token: &str,
+    node: usize,
+    turn_id: &str,
+) -> Option<(String, u64)> {
+    for attempt in 0..ATTEMPTS * 5 {
+        let r = ctx.http.get(url(ctx, node + attempt, &format!("/v1/turns/{turn_id}")));
+        if let Ok(r) = r.bearer_auth(token).send().await
+            && r.status().is_success()
+            && let Ok(v) = r.json::<Value>().await
+        {
+            let status = v["status"].as_str().unwrap_or("").to_owned();
+            return Some((status, v["next_index"].as_u64().unwrap_or(0)));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// One turn's deltas: made at the token rate, kept so that a request cut short can be resent
+/// from the index the gateway reached.
+struct TurnStream {
+    turn_id: String,
+    /// The NDJSON lines made so far.
+    lines: Vec<String>,
+    /// The first line the next request sends.
+    from: usize,
+    tick: tokio::time::Interval,
+    pad: String,
+    total: usize,
+    per_chunk: usize,
+}
+
+impl TurnStream {
+    fn new(ctx: &SharedCtx, turn_id: String) -> Self {
+        let s = &ctx.scenario;
+        let mut tick = interval(Duration::from_secs_f64(1.0 / s.token_rate));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        TurnStream {
+            turn_id,
+            lines: Vec::new(),
+            from: 0,
+            tick,
+            pad: "x".repeat(s.token_bytes as usize - 13),
+            total: s.tokens_per_turn as usize,
+            // Unpaced (saturation) runs put many lines in one chunk, as a real producer's
+            // buffered writer would; paced runs send each token as it comes.
+            per_chunk: if s.token_rate >= UNPACED { 64 } else { 1 },
+        }
+    }
+
+    /// The next delta line, made now (its text starts with the send time).
+    fn make(&mut self, ctx: &SharedCtx) -> String {
+        let text = format!("{:012}|{}", ctx.now_us(), self.pad);
+        if let Some(mut so_far) = ctx.ledger.texts.get_mut(&self.turn_id) {
+            so_far.push_str(&text);
+        }
+        Stats::add(&ctx.stats.published, 1);
+        let line = format!("{}\n", json!({"delta": text}));
+        self.lines.push(line.clone());
+        line
+    }
+
+    /// Streams the rest of the turn, then its end, through one request to `node`; the events
+    /// request stays open while tokens are produced. Returns the last seq, or why it failed.
+    async fn send_through(
+        &mut self,
+        ctx: &SharedCtx,
+        token: &str,
+        node: usize,
+    ) -> Result<Option<u64>, String> {
+        let (tx, rx) = mpsc::channel::<Result<String, std::io::Error>>(16);
+        let body =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|l| (l, rx)) },
+            );
+        let request = ctx
+            .http
+            .post(url(ctx, node, &format!("/v1/turns/{}/events", self.turn_id)))
+            .bearer_auth(token)
+            .header("content-type", "application/x-ndjson")
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        let response = tokio::spawn(request);
+        // What a request cut short had not got through: resent at once.
+        let backlog: String = self.lines[self.from.min(self.lines.len())..].concat();
+        let mut cut = !backlog.is_empty() && tx.send(Ok(backlog)).await.is_err();
+        let (mut chunk, mut in_chunk) = (String::new(), 0);
+        while !cut && self.lines.len() < self.total {
+            self.tick.tick().await;
+            chunk.push_str(&self.make(ctx));
+            in_chunk += 1;
+            if in_chunk == self.per_chunk || self.lines.len() == self.total {
+                cut = tx.send(Ok(std::mem::take(&mut chunk))).await.is_err();
+                in_chunk = 0;
             }
         }
-        Ok(Ok(r)) => {
-            Stats::add(&ctx.stats.http_errors, 1);
-            eprintln!("turn {turn_id}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        if !cut {
+            let _ = tx.send(Ok("{\"end\":{\"status\":\"completed\"}}\n".into())).await;
         }
-        other => {
-            Stats::add(&ctx.stats.http_errors, 1);
-            eprintln!("turn {turn_id}: {:?}", other.err());
+        drop(tx);
+        match response.await {
+            Ok(Ok(r)) if r.status().is_success() && !cut => {
+                let v = r.json::<Value>().await.unwrap_or(Value::Null);
+                Ok(v["last_seq"].as_u64())
+            }
+            Ok(Ok(r)) => Err(format!("{} {}", r.status(), r.text().await.unwrap_or_default())),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
         }
     }
 }

@@ -114,7 +114,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "client frames that publish (notification.read, cancels) per connection and second, burst twice that; beyond: error `rate_limited`",
     ),
     ("max_frame_bytes", "65536", "largest client frame (close 1009 above it)"),
-    ("outbound_queue", "1024", "events queued per endpoint before close 4008"),
+    (
+        "outbound_queue",
+        "1024",
+        "retired (PROTOCOL.md v1.1): accepted with a warning, does nothing; an endpoint that falls behind reads on from the log",
+    ),
     ("max_endpoints_per_user", "32", "endpoints one user may hold (429 above it)"),
     ("max_body_bytes", "1048576", "largest JSON request body (413 above it)"),
     ("max_ndjson_line_bytes", "1048576", "largest NDJSON line of a streamed events body"),

@@ -29,6 +29,12 @@ fn main() {
     let cfg = Config::load(args.config.as_deref(), std::env::vars(), args.dev)
         .unwrap_or_else(|e| usage_error(e));
     init_tracing(cfg.log_format);
+    if cfg.outbound_queue != Config::default().outbound_queue {
+        tracing::warn!(
+            "GATEWAY_OUTBOUND_QUEUE is retired and does nothing: an endpoint that falls behind \
+             reads on from the log (PROTOCOL.md v1.1, Backpressure)"
+        );
+    }
     for name in &cfg.unknown_variables {
         tracing::warn!(variable = %name, "unknown GATEWAY_ variable ignored (a typo?)");
     }

@@ -65,6 +65,10 @@ pub async fn parts(cfg: &Config) -> Result<Parts, SetupError> {
     }
 }
 
+/// Live events queued per endpoint before it reads on from the log instead (PROTOCOL.md v1.1,
+/// §Backpressure): a fast path, not a limit (`GATEWAY_OUTBOUND_QUEUE` is retired).
+const LIVE_QUEUE: usize = 256;
+
 /// A hub for `cfg`; `keep`: events each user log keeps in this process (0 in Redis mode,
 /// where the logs are in Redis).
 fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
@@ -74,12 +78,7 @@ fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
         bytes: cfg.log_retention_bytes as usize,
         node_bytes: cfg.log_memory_bytes as usize,
     };
-    Arc::new(Hub::new(
-        retention,
-        cfg.max_endpoints_per_user as usize,
-        cfg.outbound_queue as usize,
-        metrics.clone(),
-    ))
+    Arc::new(Hub::new(retention, cfg.max_endpoints_per_user as usize, LIVE_QUEUE, metrics.clone()))
 }
 
 /// Redis mode: logs, turns, dedup keys, presence and the outbox in Redis, shared by every node.

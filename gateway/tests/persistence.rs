@@ -107,7 +107,13 @@ async fn a_streamed_turn_is_stored_once_with_the_producers_exact_text_and_traces
     assert_eq!(status("t-cancel"), "cancelled");
     assert_eq!(status("t-fail"), "failed");
     assert_eq!(turns.iter().find(|t| t["turn_id"] == "t-cancel").unwrap()["text"], "half");
-    assert_eq!(gw.metric("gateway_turns_persisted_total{result=\"stored\"}").await, 3.0);
+    // The counter moves just after the row is visible: wait for it, then hold it to exactly 3.
+    let series = "gateway_turns_persisted_total{result=\"stored\"}";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gw.metric(series).await < 3.0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.metric(series).await, 3.0);
 }
 
 #[tokio::test]

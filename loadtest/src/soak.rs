@@ -351,8 +351,7 @@ fn plot(path: &std::path::Path, samples: &[Sample]) -> anyhow::Result<()> {
         ("outbox depth", |s| [s.outbox, f64::NAN]),
     ];
     for (panel, (title, pick)) in panels.iter().zip(rows) {
-        let top =
-            samples.iter().flat_map(|s| pick(s)).filter(|v| v.is_finite()).fold(1.0, f64::max);
+        let top = samples.iter().flat_map(&pick).filter(|v| v.is_finite()).fold(1.0, f64::max);
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 18))
             .margin(10)

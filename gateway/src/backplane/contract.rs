@@ -63,10 +63,10 @@ impl Endpoint {
             let ready = tokio::time::timeout(Duration::from_secs(5), self.att.outbox.ready())
                 .await
                 .unwrap_or_else(|_| panic!("only {} of {n} events arrived: {out:?}", out.len()));
-            let Ready::Events(batch) = ready else { panic!("closed while waiting") };
+            assert!(!matches!(ready, Ready::Close(_)), "closed while waiting");
             let user = self.att.user.clone();
             let batch =
-                self.feed.admit(batch, &*self.node.backplane, &user).await.expect("in order");
+                self.feed.admit(ready, &*self.node.backplane, &user).await.expect("in order");
             out.extend(batch.iter().map(|e| serde_json::from_str(e.json.as_str()).unwrap()));
         }
         assert_eq!(out.len(), n, "more events than expected: {out:?}");

@@ -2,34 +2,48 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::{Entry, UserLog};
 
-/// One endpoint's bounded queue of events, and a way to ask its task to close, even while that
-/// task is blocked writing to a client that does not read.
+/// One endpoint's short queue of live events (shared entries, not copies), and a way to ask
+/// its task to close, even while that task is blocked writing to a client that does not read.
 ///
-/// Smaller than a channel (this exists once per connection, tens of thousands of times), and
-/// the task takes everything queued in one lock.
+/// The queue is only the fast path of reading the user's log. When it is full (a burst, a
+/// slow reader) further events are not queued: the endpoint is marked *behind*, and its task
+/// reads what it missed from the log itself, in order, at the pace its client reads
+/// (`transport::feed`). So a reading client is never cut off; one whose next event has left
+/// the log is (4008). Smaller than a channel (this exists once per connection, tens of
+/// thousands of times), and the task takes everything queued in one lock.
 #[derive(Debug)]
 pub struct Outbox {
-    queue: Mutex<VecDeque<Arc<Entry>>>,
-    depth: usize,
+    /// The queued entries, and the bytes of their JSON.
+    queue: Mutex<(VecDeque<Arc<Entry>>, u32)>,
+    /// At most this many entries are queued (and at most [`QUEUE_BYTES`] unless one alone).
+    depth: u32,
     /// The close code asked for; 0 while none.
     code: AtomicU16,
+    /// Events were not queued since the task last looked: it reads them from the log.
+    behind: AtomicBool,
     /// Wakes the task for new events or a close request; `notify_one` keeps a permit, so a
     /// wake-up between the task's check and its wait is not lost.
     notify: Notify,
 }
+
+/// The bytes of JSON an endpoint's queue holds before it reads on from the log instead: a
+/// stalled endpoint keeps alive no more than this of events the log has dropped.
+pub const QUEUE_BYTES: u32 = 64 * 1024;
 
 /// What an endpoint's task should do next.
 #[derive(Debug)]
 pub enum Ready {
     /// Write these, in order.
     Events(VecDeque<Arc<Entry>>),
+    /// Write these, then what the log holds after them: events were left out of the queue.
+    Behind(VecDeque<Arc<Entry>>),
     /// Close with this code.
     Close(u16),
 }
@@ -37,24 +51,39 @@ pub enum Ready {
 impl Outbox {
     pub(super) fn new(depth: usize) -> Self {
         Outbox {
-            queue: Mutex::new(VecDeque::new()),
-            depth,
+            queue: Mutex::new((VecDeque::new(), 0)),
+            depth: u32::try_from(depth).unwrap_or(u32::MAX),
             code: AtomicU16::new(0),
+            behind: AtomicBool::new(false),
             notify: Notify::new(),
         }
     }
 
-    /// Queues an event; false when the queue is full (the endpoint fell behind).
-    pub(super) fn push(&self, entry: Arc<Entry>) -> bool {
+    /// Queues an event; when the queue is full the endpoint is marked behind instead (its task
+    /// reads the event from the log). Never blocks, never closes.
+    pub(super) fn push(&self, entry: Arc<Entry>) {
         {
             let mut q = self.queue.lock();
-            if q.len() >= self.depth {
-                return false;
+            let (queue, bytes) = &mut *q;
+            let size = u32::try_from(entry.json.len()).unwrap_or(u32::MAX);
+            let full = queue.len() as u32 >= self.depth
+                || (!queue.is_empty() && bytes.saturating_add(size) > QUEUE_BYTES);
+            if full {
+                drop(q);
+                self.mark_behind();
+                return;
             }
-            q.push_back(entry);
+            *bytes = bytes.saturating_add(size);
+            queue.push_back(entry);
         }
         self.notify.notify_one();
-        true
+    }
+
+    /// Asks the task to read from the log after what it has (more is there than was queued).
+    pub fn mark_behind(&self) {
+        if !self.behind.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
     }
 
     /// Asks the endpoint to close with `code`; the first request wins.
@@ -78,8 +107,14 @@ impl Outbox {
             }
             {
                 let mut q = self.queue.lock();
-                if !q.is_empty() {
-                    return Ready::Events(std::mem::take(&mut *q));
+                let (queue, bytes) = &mut *q;
+                if self.behind.swap(false, Ordering::AcqRel) {
+                    *bytes = 0;
+                    return Ready::Behind(std::mem::take(queue));
+                }
+                if !queue.is_empty() {
+                    *bytes = 0;
+                    return Ready::Events(std::mem::take(queue));
                 }
             }
             self.notify.notified().await;

@@ -5,9 +5,10 @@
 //! registration for live events). That is what makes "every endpoint gets every event, in seq
 //! order, none missing, none twice" hold even for an endpoint that connects mid-stream.
 //!
-//! Publishing never waits for a client: each endpoint has a bounded queue, filled with
-//! `try_send`; an endpoint whose queue is full is told to close with 4008 and drops out, and
-//! its client resumes from the retained log.
+//! Publishing never waits for a client: each endpoint has a short queue of shared entries; an
+//! endpoint whose queue is full is marked behind and its task reads the rest from the log at its
+//! client's pace (PROTOCOL.md v1.1, §Backpressure). Only an endpoint whose next event has left
+//! the log is closed (4008), by its own task.
 
 mod endpoint;
 mod entry;
@@ -177,19 +178,15 @@ impl Hub {
         self.fan_out(&mut log, &entry);
     }
 
-    /// Queues `entry` for every endpoint of the locked log; a full queue closes that endpoint.
+    /// Queues `entry` for every endpoint of the locked log (one that is behind reads it from
+    /// the log later); endpoints asked to close leave.
     fn fan_out(&self, log: &mut UserLog, entry: &Arc<Entry>) {
-        let metrics = &self.metrics;
         log.endpoints.retain(|(_, ep)| {
             if ep.requested().is_some() {
                 return false;
             }
-            if ep.push(entry.clone()) {
-                return true;
-            }
-            ep.close(wire::close::SLOW_CONSUMER);
-            metrics.slow_consumer_closes.increment(1);
-            false
+            ep.push(entry.clone());
+            true
         });
     }
 
@@ -287,7 +284,8 @@ impl Hub {
         (id, user, outbox)
     }
 
-    /// The retained events of `user` with `after < seq <= upto` in `epoch`, if all are held.
+    /// The retained events of `user` with `after < seq <= upto` (at most the head) in `epoch`,
+    /// if all are held.
     pub fn retained(
         &self,
         user: &str,
@@ -297,9 +295,11 @@ impl Hub {
     ) -> Option<Vec<Arc<Entry>>> {
         let slot = self.users.get(user).map(|s| s.clone())?;
         let log = slot.lock();
-        if *log.epoch != *epoch || upto > log.ring.head() {
+        if *log.epoch != *epoch {
             return None;
         }
+        // Reading past the head reads up to it (a reader catching up asks for a chunk).
+        let upto = upto.min(log.ring.head());
         let mut events = log.ring.since(after)?;
         events.retain(|e| e.seq <= upto);
         Some(events)

@@ -86,7 +86,7 @@ fn resume_fails_once_the_log_was_trimmed() {
 }
 
 #[tokio::test]
-async fn a_full_queue_closes_that_endpoint_only_with_4008() {
+async fn a_full_queue_marks_that_endpoint_behind_and_the_log_holds_the_rest() {
     let h = hub(100, 8, 4);
     let slow = h.attach(h.reserve("u").unwrap(), None);
     let mut fast = h.attach(h.reserve("u").unwrap(), None);
@@ -95,9 +95,14 @@ async fn a_full_queue_closes_that_endpoint_only_with_4008() {
         h.publish("u", &read(&i.to_string()));
         got.extend(drain(&mut fast));
     }
-    assert_eq!(got, (1..=10).collect::<Vec<_>>());
-    assert_eq!(slow.outbox.closed().await, wire::close::SLOW_CONSUMER);
-    assert_eq!(fast.outbox.requested(), None);
+    assert_eq!(got, (1..=10).collect::<Vec<_>>(), "the other endpoint is not slowed");
+    match slow.outbox.ready().await {
+        Ready::Behind(q) => assert_eq!(q.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(slow.outbox.requested(), None, "falling behind is no reason to close");
+    let rest = h.retained("u", &slow.epoch, 4, 4 + 512).expect("the log holds the rest");
+    assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), (5..=10).collect::<Vec<_>>());
 }
 
 #[test]

@@ -7,15 +7,24 @@
 //! and a node whose subscription dropped may miss events (a gap, filled here from the log). An
 //! event of another epoch means the log was lost (Redis restarted or flushed): the client must
 //! reconnect, and will learn `resumed: false`.
+//!
+//! An endpoint whose live queue overflowed (a burst, a slow reader) is *behind*: it reads on
+//! from the log, a chunk per wake-up, until it has caught up ([`Feed::catch_up`]). This is how
+//! PROTOCOL.md v1.1's backpressure holds: a reader is never cut off, and the only reason to
+//! close (4008) is that the next event it needs has left the log.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::backplane::Backplane;
-use crate::hub::{Attachment, Entry, Outbox};
+use crate::hub::{Attachment, Entry, Outbox, Ready};
 
 /// A close the feed asks for: code and reason.
 pub type Resync = (u16, &'static str);
+
+/// The most events an endpoint that is behind reads from the log per wake-up: its client gets
+/// them in one flush, then the task looks again (close requests included) and reads on.
+const CATCH_UP_CHUNK: u64 = 512;
 
 pub struct Feed {
     pub outbox: Arc<Outbox>,
@@ -29,17 +38,20 @@ impl Feed {
         Feed { outbox: att.outbox.clone(), epoch: att.epoch.clone(), last: att.head }
     }
 
-    /// What of `batch` to write, in order; or a close when the client must resume instead.
+    /// What of a batch the outbox gave to write, in order; or a close when the client must
+    /// resume instead.
     pub async fn admit(
         &mut self,
-        batch: VecDeque<Arc<Entry>>,
+        ready: Ready,
         backplane: &dyn Backplane,
         user: &str,
     ) -> Result<VecDeque<Arc<Entry>>, Resync> {
-        if self.accept(&batch) {
-            return Ok(batch);
+        match ready {
+            Ready::Events(batch) if self.accept(&batch) => Ok(batch),
+            Ready::Events(batch) => Box::pin(self.repair(batch, backplane, user)).await,
+            Ready::Behind(batch) => Box::pin(self.catch_up(batch, backplane, user)).await,
+            Ready::Close(code) => Err((code, "closed by the server")),
         }
-        Box::pin(self.repair(batch, backplane, user)).await
     }
 
     /// The fast path of [`admit`](Self::admit), without an await (its state would sit in every
@@ -59,6 +71,37 @@ impl Feed {
     /// Whether the batch continues the client's stream exactly.
     fn in_order(&self, batch: &VecDeque<Arc<Entry>>) -> bool {
         batch.iter().zip(self.last + 1..).all(|(e, want)| e.seq == want && self.same_epoch(e))
+    }
+
+    /// What to write when the endpoint is behind: `batch` (repaired), then the next chunk of
+    /// the log after it. When the chunk is full more may follow, so the endpoint stays behind
+    /// and its task comes back for the next one after writing this. Callers box it.
+    pub async fn catch_up(
+        &mut self,
+        batch: VecDeque<Arc<Entry>>,
+        backplane: &dyn Backplane,
+        user: &str,
+    ) -> Result<VecDeque<Arc<Entry>>, Resync> {
+        let mut out = self.repair(batch, backplane, user).await?;
+        let upto = self.last + CATCH_UP_CHUNK;
+        match backplane.missed(user, &self.epoch, self.last, upto).await {
+            Ok(Some(events)) => {
+                if events.len() as u64 == CATCH_UP_CHUNK {
+                    self.outbox.mark_behind();
+                }
+                for e in events {
+                    if e.seq == self.last + 1 {
+                        self.last = e.seq;
+                        out.push_back(e);
+                    }
+                }
+                Ok(out)
+            }
+            other => {
+                tracing::info!(%user, after = self.last, ?other, "the next event has left the log; closing so the client resumes");
+                Err((wire::close::SLOW_CONSUMER, "fell behind the log, resume"))
+            }
+        }
     }
 
     /// The slow path: skips what the client has, fills gaps from the log. Callers box it.

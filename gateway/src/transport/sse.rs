@@ -121,15 +121,20 @@ impl SseStream {
                 // SSE has no close codes: a close request ends the stream, after `reconnect`
                 // when the node drains.
                 let batch = match ready {
-                    Ready::Events(batch) => batch,
+                    Ready::Events(batch) if self.feed.accept(&batch) => batch,
                     Ready::Close(wire::close::DRAINING) => return Some(self.reconnect()),
                     Ready::Close(_) => return None,
-                };
-                let batch = if self.feed.accept(&batch) {
-                    batch
-                } else {
-                    let (state, user) = (&self.session.state, &self.session.user);
-                    Box::pin(self.feed.repair(batch, &*state.backplane, user)).await.ok()?
+                    // Repaired, or read on from the log (behind): the slow path, boxed.
+                    slow => {
+                        let (state, user) = (&self.session.state, &self.session.user);
+                        match Box::pin(self.feed.admit(slow, &*state.backplane, user)).await {
+                            Ok(batch) => batch,
+                            Err(_) => {
+                                state.metrics.slow_consumer_closes.increment(1);
+                                return None;
+                            }
+                        }
+                    }
                 };
                 let mut buf = BytesMut::new();
                 for ev in &batch {

@@ -196,23 +196,39 @@ fn close_code(code: u16) -> End {
     }
 }
 
-/// Checks a batch against the client's stream (repairing it when it is not the exact
-/// continuation) and writes it; returns how many events were written. Boxed by the caller.
+/// Checks what the outbox gave against the client's stream (repairing it, or reading on from
+/// the log when the endpoint is behind) and writes it; returns how many events were written.
+/// Boxed by the caller.
 async fn deliver(
     socket: &mut WebSocket,
     feed: &mut Feed,
     session: &Session,
-    batch: VecDeque<Arc<Entry>>,
+    ready: Ready,
 ) -> Result<u64, End> {
-    let batch = if feed.accept(&batch) {
-        batch
-    } else {
-        let backplane = &*session.state.backplane;
-        feed.repair(batch, backplane, &session.user).await.map_err(|(c, r)| End::Close(c, r))?
+    let batch = match ready {
+        // The steady state: the queue continues the client's stream exactly.
+        Ready::Events(batch) if feed.accept(&batch) => batch,
+        slow => {
+            let backplane = &*session.state.backplane;
+            feed.admit(slow, backplane, &session.user).await.map_err(|(c, r)| {
+                if c == close::SLOW_CONSUMER {
+                    session.state.metrics.slow_consumer_closes.increment(1);
+                }
+                close_code_with(c, r)
+            })?
+        }
     };
     let n = batch.len() as u64;
     write_batch(socket, &feed.outbox, batch).await?;
     Ok(n)
+}
+
+/// How a close the feed asked for ends the connection.
+fn close_code_with(code: u16, reason: &'static str) -> End {
+    match code {
+        close::DRAINING => End::Drain,
+        _ => End::Close(code, reason),
+    }
 }
 
 /// Writes a batch of events with one flush, unless a close request comes first.
@@ -330,11 +346,10 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
         tokio::select! {
             biased;
             ready = feed.outbox.ready() => {
-                let batch = match ready {
-                    Ready::Close(code) => return close_code(code),
-                    Ready::Events(batch) => batch,
-                };
-                match Box::pin(deliver(socket, &mut feed, session, batch)).await {
+                if let Ready::Close(code) = ready {
+                    return close_code(code);
+                }
+                match Box::pin(deliver(socket, &mut feed, session, ready)).await {
                     Ok(n) => metrics.events_delivered.increment(n),
                     Err(end) => return end,
                 }

@@ -209,8 +209,9 @@ end
 local head = tonumber(redis.call('HGET', KEYS[2], 'head'))
 if ARGV[3] ~= epoch then return {epoch, head, 0} end
 local after, upto = tonumber(ARGV[4]), tonumber(ARGV[5])
-if upto == 0 then upto = head end
-if after > upto or upto > head then return {epoch, head, 0} end
+-- `upto` 0 or past the head reads up to the head (a reader catching up asks for a chunk).
+if upto == 0 or upto > head then upto = head end
+if after > upto then return {epoch, head, 0} end
 if after == upto then return {epoch, head, 1, {}} end
 local first = math.max(head - redis.call('LLEN', KEYS[1]) + 1, head - tonumber(ARGV[6]) + 1)
 if after + 1 < first then return {epoch, head, 0} end

@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// A directory holding the Node peer's server.js with its node_modules installed.
     #[arg(long)]
     pub node_peer: Option<PathBuf>,
-    /// Only these scenarios (idle, stream20k, stream, burst, chaos, saturate); default all.
+    /// Only these scenarios (idle, stream20k, stream, burst, burstlog, chaos, saturate); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Multiplies endpoint counts and turn rates (0.1 for a quick look).
@@ -88,6 +88,17 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
                 users: users(1000.0),
                 devices: 2,
                 burst: true,
+                duration_s: 0.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "burstlog",
+            "one turn of 3,000 deltas in one NDJSON write to each of 10 users × 2 devices (v1.1: no close)",
+            Scenario {
+                users: users(10.0),
+                devices: 2,
+                burst_deltas: 3000,
                 duration_s: 0.0,
                 ..base.clone()
             },
@@ -383,6 +394,14 @@ fn markdown(results: &[ScenarioResults], args: &BenchArgs) -> String {
             ("device spread p99 ms", Box::new(|r: &Report| format!("{:.2}", r.spread.p99_ms))),
             ("resume p99 ms", Box::new(|r: &Report| format!("{:.2}", r.resume.p99_ms))),
             ("burst: last device ms", Box::new(move |r: &Report| f(r.burst_ms, 1))),
+            (
+                "closes by code (server-sent)",
+                Box::new(|r: &Report| {
+                    let c: Vec<String> =
+                        r.closes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    if c.is_empty() { "none".into() } else { c.join(", ") }
+                }),
+            ),
             (
                 "memory per endpoint (bytes)",
                 Box::new(move |r: &Report| f(r.gateway.rss_per_endpoint_bytes, 0)),

@@ -74,6 +74,66 @@ pub async fn burst(ctx: SharedCtx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One turn to every user at once, each turn's deltas and end in one NDJSON write.
+pub async fn burst_turns(ctx: SharedCtx) -> anyhow::Result<()> {
+    let token: Arc<str> = Arc::from(ctx.tokens.producer()?);
+    let limit = Arc::new(Semaphore::new(32));
+    let mut tasks = JoinSet::new();
+    for user in 0..ctx.scenario.users {
+        let (ctx, token, limit) = (ctx.clone(), token.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _p = limit.acquire().await;
+            burst_turn(&ctx, &token, user).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn burst_turn(ctx: &SharedCtx, token: &str, user: u32) {
+    let turn_id = checker::turn_id(&ctx.run, user, user as u64);
+    let body = json!({"user_id": user_id(user), "conversation_id": format!("lb{user}"), "turn_id": turn_id});
+    let Some(created) = post_any(ctx, token, user as usize, "/v1/turns", body).await else {
+        return;
+    };
+    Stats::add(&ctx.stats.turns_started, 1);
+    Stats::add(&ctx.stats.published, 1);
+    if let Some(seq) = created["seq"].as_u64() {
+        ctx.saw_head(user, seq);
+    }
+    let pad = "x".repeat(ctx.scenario.token_bytes as usize - 13);
+    let (mut lines, mut text) = (String::new(), String::new());
+    for _ in 0..ctx.scenario.burst_deltas {
+        let delta = format!("{:012}|{pad}", ctx.now_us());
+        lines.push_str(&format!("{}\n", json!({"delta": delta})));
+        text.push_str(&delta);
+    }
+    lines.push_str("{\"end\":{\"status\":\"completed\"}}\n");
+    ctx.ledger.texts.insert(turn_id.clone(), text);
+    let r = ctx
+        .http
+        .post(url(ctx, user as usize + 1, &format!("/v1/turns/{turn_id}/events")))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(lines)
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status().is_success() => {
+            Stats::add(&ctx.stats.published, ctx.scenario.burst_deltas as u64 + 1);
+            if let Ok(v) = r.json::<Value>().await
+                && let Some(seq) = v["last_seq"].as_u64()
+            {
+                ctx.saw_head(user, seq);
+            }
+        }
+        other => {
+            Stats::add(&ctx.stats.http_errors, 1);
+            eprintln!("burst turn {turn_id}: {other:?}");
+        }
+    }
+}
+
 fn ticker(rate: f64) -> tokio::time::Interval {
     let mut t = interval(Duration::from_secs_f64(1.0 / rate));
     t.set_missed_tick_behavior(MissedTickBehavior::Burst);

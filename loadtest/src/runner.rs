@@ -94,8 +94,12 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
     let events_before = Stats::get(&ctx.stats.events);
     let ticker = spawn_ticker(ctx.clone(), bar.clone());
     let mut burst_ms = None;
-    if scenario.burst {
-        producer::burst(ctx.clone()).await?;
+    if scenario.burst || scenario.burst_deltas > 0 {
+        if scenario.burst_deltas > 0 {
+            producer::burst_turns(ctx.clone()).await?;
+        } else {
+            producer::burst(ctx.clone()).await?;
+        }
         wait_caught_up(&ctx, Duration::from_secs_f64(scenario.settle_s)).await;
         burst_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     } else if scenario.duration_s > 0.0 {

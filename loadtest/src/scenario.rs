@@ -54,6 +54,9 @@ scenario! {
     notification_rate: f64 = 0.0,
     /// Instead of turns: one notification to every user at once; time until the last device has it.
     burst: bool = false,
+    /// Instead of turns: one turn to each user whose `burst_deltas` deltas and end come in one
+    /// NDJSON write (PROTOCOL.md v1.1: every reading device gets all of it, no close).
+    burst_deltas: u32 = 0,
     /// Fraction of endpoints dropping and resuming per second (chaos).
     chaos_rate: f64 = 0.0,
     /// New connections per second while connecting.

@@ -142,8 +142,13 @@ impl Persister {
     }
 
     /// Stores everything due now, within `deadline` (a drain): what is left stays in the outbox.
+    /// Stores everything due now, within `deadline` (a drain): what is left stays in the outbox,
+    /// handed back so that whoever drains it next takes it at once.
     pub async fn flush(&self, deadline: tokio::time::Instant) {
         let _ = tokio::time::timeout_at(deadline, async { while self.pass().await > 0 {} }).await;
+        if let Err(e) = self.outbox.release().await {
+            tracing::warn!(error = %e, "cannot hand back the outbox entries; they wait out their lease");
+        }
     }
 
     async fn attempt(&self, p: Pending) {

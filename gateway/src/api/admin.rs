@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use store_client::AsideFilter;
 
-use super::extract::{Authenticated, read_json};
+use super::extract::read_json;
 use crate::audit;
+use crate::auth::Authenticated;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -1,41 +1,14 @@
-//! Request extraction: the caller's token, and JSON bodies with a size limit and errors in the
-//! protocol's shape.
-
-use std::borrow::Cow;
+//! Request extraction: ids in the path, and bodies with a size and a time limit, with errors in
+//! the protocol's shape (the caller's token is `auth::Authenticated`).
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
-use crate::state::{AppState, Limits};
-
-/// A request whose token verified. Rejection: 401 with the reason.
-pub struct Authenticated(pub Principal);
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match token(parts).and_then(|t| state.verifier.verify(&t)) {
-            Ok(p) => {
-                // Its connection no longer counts against its address's unauthenticated cap.
-                if let Some(conn) = parts.extensions.get::<crate::accept::ConnHandle>() {
-                    conn.0.authenticated();
-                }
-                Ok(Authenticated(p))
-            }
-            Err(e) => {
-                state.metrics.auth_failures.increment(1);
-                Err(e.into())
-            }
-        }
-    }
-}
+use crate::state::Limits;
 
 /// One id from the path (`/v1/turns/{turn_id}`, …), decoded. Rejection: 400 in the protocol's
 /// JSON shape when it is not UTF-8 (axum's own rejection is plain text) or holds a control
@@ -64,33 +37,6 @@ pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// The token from `Authorization: Bearer …`, else the `access_token` query parameter.
-fn token(parts: &Parts) -> Result<Cow<'_, str>, AuthError> {
-    if let Some(h) = parts.headers.get(AUTHORIZATION) {
-        let value = h.to_str().unwrap_or("");
-        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-        let rest = rest.trim();
-        if !scheme.eq_ignore_ascii_case("bearer") || rest.is_empty() || rest.contains(' ') {
-            return Err(AuthError {
-                code: "invalid_token",
-                message: "the Authorization header is not \"Bearer <jwt>\"".into(),
-            });
-        }
-        return Ok(Cow::Borrowed(rest));
-    }
-    parts
-        .uri
-        .query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "access_token"))
-        .map(|(_, v)| v)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| AuthError {
-            code: "missing_token",
-            message: "a token is required: Authorization: Bearer <jwt>, or ?access_token=<jwt>"
-                .into(),
-        })
 }
 
 /// Reads a whole body of at most `limits.max_body_bytes` (413 `body_too_large` past it) within

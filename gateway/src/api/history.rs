@@ -10,8 +10,9 @@ use serde_json::json;
 use store_client::{Cursor, StoreError, TurnRecord};
 use wire::api::{ConversationDeleted, HistoryPage, HistoryTurn, TraceItem, TraceList};
 
-use super::extract::{Authenticated, PathId};
+use super::extract::PathId;
 use crate::audit;
+use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;

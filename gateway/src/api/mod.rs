@@ -9,7 +9,8 @@ mod ops;
 mod presence;
 mod producer;
 
-pub use extract::{Authenticated, read_json};
+pub use crate::auth::Authenticated;
+pub use extract::read_json;
 pub use items::parse_item;
 
 use axum::Router;

@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wire::api::PresenceList;
 
-use super::extract::{Authenticated, PathId};
+use super::extract::PathId;
+use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -11,8 +11,9 @@ use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use wire::api::{CreateNotification, CreateTurn, EventItem, EventsAccepted};
 
-use super::extract::{Authenticated, PathId, body_timeout, read_body, read_json};
+use super::extract::{PathId, body_timeout, read_body, read_json};
 use super::items::parse_item;
+use crate::auth::Authenticated;
 use crate::auth::Principal;
 use crate::backplane::{Applied, NewTurn, TurnError};
 use crate::error::ApiError;

@@ -6,6 +6,10 @@
 //! The signature is checked by `jsonwebtoken`; claims are checked here, with a leeway in
 //! milliseconds and a message that says which claim was wrong.
 
+mod extractor;
+
+pub use extractor::Authenticated;
+
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 

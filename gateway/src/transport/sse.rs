@@ -19,7 +19,7 @@ use wire::{ControlFrame, Transport};
 use super::feed::Feed;
 use super::params;
 use super::session::Session;
-use crate::api::Authenticated;
+use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::hub::{Attachment, Entry, Ready};
 

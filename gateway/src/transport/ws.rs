@@ -21,7 +21,7 @@ use super::client::{self, Action, BadFrames};
 use super::feed::Feed;
 use super::params::{self, ConnectParams};
 use super::session::Session;
-use crate::api::Authenticated;
+use crate::auth::Authenticated;
 use crate::auth::Principal;
 use crate::backplane::Unavailable;
 use crate::error::ApiError;

@@ -95,6 +95,13 @@ pub trait Outbox: Send + Sync + 'static {
     /// Depth, age of the oldest entry, entries set aside.
     async fn stats(&self) -> Result<OutboxStats, StoreError>;
 
+    /// Gives back what this drainer holds (claims, backoffs of its own attempts) so that the
+    /// next drainer (a surviving node, or this one restarted) takes them at once: called at the
+    /// end of a drain. Nothing to give back where one process owns the outbox.
+    async fn release(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Entries set aside (at most `max`).
     async fn set_aside_entries(&self, max: usize) -> Result<Vec<SetAside>, StoreError>;
 

@@ -248,6 +248,25 @@ impl Outbox for RedisOutbox {
         })
     }
 
+    /// Every entry this node claimed or backs off is due now, for another node (or this one
+    /// restarted) to take at once instead of after the lease or the backoff.
+    async fn release(&self) -> Result<(), StoreError> {
+        let ids: Vec<String> = self.claimed.iter().map(|e| e.key().clone()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(self.keys.outbox().due).arg("XX");
+        for id in &ids {
+            cmd.arg(now).arg(id);
+        }
+        let _: i64 = cmd.query_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        self.claimed.clear();
+        tracing::info!(entries = ids.len(), "outbox entries handed back for the next node");
+        Ok(())
+    }
+
     async fn set_aside_entries(&self, max: usize) -> Result<Vec<SetAside>, StoreError> {
         let all: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(self.keys.outbox().aside)

@@ -75,6 +75,8 @@ async fn redis_logs_keep_at_most_their_bytes() {
         ("GATEWAY_LOG_RETENTION_BYTES", "1048576"),
     ]);
     a_log_keeps_at_most_its_bytes(&gw).await;
+    let published = gw.metric("gateway_events_published_total").await;
+    assert_eq!(published, 20.0, "Redis mode counts what it appends too");
 }
 
 /// A turn whose producer went silent after two deltas ends `failed` with `idle_timeout`: the

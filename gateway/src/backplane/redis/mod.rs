@@ -166,6 +166,14 @@ impl RedisBackplane {
         inv
     }
 
+    /// Counts events this node appended (`gateway_events_published_total`; in embedded mode the
+    /// hub counts them).
+    fn published(&self, n: u64) {
+        if n > 0 {
+            self.hub.metrics().events_published.increment(n);
+        }
+    }
+
     /// The user of a turn: remembered, or from the turn index.
     async fn owner(&self, turn_id: &str) -> Result<Option<Arc<str>>, Unavailable> {
         if let Some(o) = self.owners.get(turn_id) {
@@ -278,6 +286,7 @@ impl RedisBackplane {
         if ends {
             self.persister.wake();
         }
+        self.published(accepted);
         let refused = match outcome.as_str() {
             "ok" => None,
             "not_found" => {
@@ -335,6 +344,7 @@ impl Backplane for RedisBackplane {
         if outcome < 0 {
             return Err(TurnError::Conflict(turn_id));
         }
+        self.published(u64::from(outcome == 1));
         self.owners.insert(turn_id.clone(), (Arc::from(user), Instant::now()));
         if outcome == 1 {
             self.watch_idle(&turn_id, created_ms).await;
@@ -439,6 +449,7 @@ impl Backplane for RedisBackplane {
             inv.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
         let (id, seq) = answer.rsplit_once('|').ok_or_else(|| corrupt(answer.clone()))?;
         let seq = seq.parse().map_err(|_| corrupt(answer.clone()))?;
+        self.published(u64::from(fresh == 1));
         Ok((NotificationAccepted { id: id.to_owned(), seq }, fresh == 1))
     }
 
@@ -446,7 +457,9 @@ impl Backplane for RedisBackplane {
         let body = EventBody::NotificationRead { id: id.to_owned() };
         let mut inv = self.prelude(&self.scripts.publish, user);
         inv.arg(json(&body));
-        inv.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)
+        let seq = inv.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        self.published(1);
+        Ok(seq)
     }
 
     async fn attach(

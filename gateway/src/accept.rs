@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -47,7 +47,17 @@ pub struct AcceptLimits {
 pub struct Admission {
     limits: AcceptLimits,
     open: AtomicUsize,
-    pending: Mutex<HashMap<IpAddr, usize>>,
+    /// Numbers connections, so a request can name its own.
+    next_id: AtomicU64,
+    pending: Mutex<Pending>,
+}
+
+/// Connections that have not presented a valid token yet: per address, and which they are.
+/// Only these are kept: an authenticated connection (every idle WebSocket) costs no entry.
+#[derive(Default)]
+struct Pending {
+    per_ip: HashMap<IpAddr, usize>,
+    conns: HashMap<u64, IpAddr>,
 }
 
 /// Why a connection is served only the operations routes.
@@ -57,32 +67,17 @@ enum Refusal {
     TooManyPending,
 }
 
-/// One accepted connection's place in the counts, held by its socket (so an upgraded WebSocket
-/// keeps it until it closes) and reachable from its requests (to mark it authenticated).
-pub struct ConnSlot {
-    admission: Arc<Admission>,
-    ip: IpAddr,
-    pending: AtomicBool,
-    refused: Option<Refusal>,
-}
-
 /// The request extension that lets a token check mark its connection authenticated.
 #[derive(Clone)]
-pub struct ConnHandle(pub Arc<ConnSlot>);
-
-impl ConnSlot {
-    /// The connection presented a valid token: it no longer counts against its IP's cap.
-    pub fn authenticated(&self) {
-        if self.pending.swap(false, Ordering::AcqRel) {
-            self.admission.release_pending(self.ip);
-        }
-    }
+pub struct ConnHandle {
+    admission: Arc<Admission>,
+    id: u64,
 }
 
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.authenticated();
-        self.admission.open.fetch_sub(1, Ordering::AcqRel);
+impl ConnHandle {
+    /// The connection presented a valid token: it no longer counts against its IP's cap.
+    pub fn authenticated(&self) {
+        self.admission.authenticated(self.id);
     }
 }
 
@@ -91,7 +86,8 @@ impl Admission {
         Arc::new(Admission {
             limits,
             open: AtomicUsize::new(0),
-            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -100,16 +96,18 @@ impl Admission {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Takes a slot for a connection from `ip`; `None`: close it at once (past the reserve).
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Arc<ConnSlot>> {
+    /// Counts a connection from `ip` in; `None`: close it at once (past the reserve). The
+    /// caller must call [`closed`](Self::closed) with the id when it ends.
+    fn admit(&self, ip: IpAddr) -> Option<(u64, Option<Refusal>)> {
         let open = self.open.fetch_add(1, Ordering::AcqRel);
         let max = self.limits.max_connections;
         if open >= max + RESERVE {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut pending = self.pending.lock();
-        let count = pending.entry(ip).or_insert(0);
+        let count = pending.per_ip.entry(ip).or_insert(0);
         let refused = if open >= max {
             Some(Refusal::TooManyConnections)
         } else if *count >= self.limits.max_pending_per_ip {
@@ -118,23 +116,26 @@ impl Admission {
             None
         };
         *count += 1;
-        drop(pending);
-        Some(Arc::new(ConnSlot {
-            admission: self.clone(),
-            ip,
-            pending: AtomicBool::new(true),
-            refused,
-        }))
+        pending.conns.insert(id, ip);
+        Some((id, refused))
     }
 
-    fn release_pending(&self, ip: IpAddr) {
+    /// Connection `id` presented a valid token (again is fine).
+    fn authenticated(&self, id: u64) {
         let mut pending = self.pending.lock();
-        if let Some(n) = pending.get_mut(&ip) {
+        let Some(ip) = pending.conns.remove(&id) else { return };
+        if let Some(n) = pending.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                pending.remove(&ip);
+                pending.per_ip.remove(&ip);
             }
         }
+    }
+
+    /// Connection `id` ended.
+    fn closed(&self, id: u64) {
+        self.authenticated(id);
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -159,22 +160,20 @@ pub async fn serve(
                 }
             },
         };
-        let Some(slot) = admission.admit(addr.ip()) else {
+        let Some((id, refused)) = admission.admit(addr.ip()) else {
             drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let io = TokioIo::new(Socket {
+        let socket = Socket {
             inner: StallGuard::new(tcp, admission.limits.write_stall),
-            _slot: slot.clone(),
-        });
-        tracker.spawn(connection(
-            io,
-            app.clone(),
-            slot,
-            admission.limits.header_read_timeout,
-            stop.clone(),
-        ));
+            admission: admission.clone(),
+            id,
+        };
+        let handle = ConnHandle { admission: admission.clone(), id };
+        let timeout = admission.limits.header_read_timeout;
+        let io = TokioIo::new(socket);
+        tracker.spawn(connection(io, app.clone(), handle, refused, timeout, stop.clone()));
     }
     tracker.close();
     tracker.wait().await;
@@ -185,21 +184,22 @@ pub async fn serve(
 async fn connection(
     io: TokioIo<Socket>,
     app: Router,
-    slot: Arc<ConnSlot>,
+    handle: ConnHandle,
+    refused: Option<Refusal>,
     header_read_timeout: Duration,
     stop: CancellationToken,
 ) {
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let mut req = req.map(Body::new);
         let app = app.clone();
-        let slot = slot.clone();
+        let handle = handle.clone();
         async move {
-            if let Some(refused) = slot.refused
+            if let Some(refused) = refused
                 && !matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics")
             {
                 return Ok::<_, std::convert::Infallible>(refusal(refused));
             }
-            req.extensions_mut().insert(ConnHandle(slot));
+            req.extensions_mut().insert(handle);
             app.oneshot(req).await
         }
     });
@@ -247,10 +247,19 @@ fn refusal(why: Refusal) -> Response<Body> {
     r
 }
 
-/// The accepted socket: writes that stall fail, and the connection's slot lives as long as it.
+/// The accepted socket: writes that stall fail, and its place in the counts is given back when
+/// it closes (an upgraded WebSocket holds it until then). Two words beside the stream: this
+/// exists once per idle endpoint.
 pub struct Socket {
     inner: StallGuard<tokio::net::TcpStream>,
-    _slot: Arc<ConnSlot>,
+    admission: Arc<Admission>,
+    id: u64,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.admission.closed(self.id);
+    }
 }
 
 impl tokio::io::AsyncRead for Socket {

@@ -299,7 +299,12 @@ async fn notifications_dedup_and_read_receipts_reach_every_device() {
     let (s1, first) = gw.notify("u", "hello", Some("k1")).await;
     let (s2, again) = gw.notify("u", "hello again", Some("k1")).await;
     assert_eq!((s1, s2), (202, 202));
-    assert_eq!(first, again, "a repeated dedup_key returns the first id and seq");
+    assert_eq!(first["disposition"], "delivered");
+    assert_eq!(
+        (&again["id"], &again["disposition"], &again["seq"]),
+        (&first["id"], &first["disposition"], &serde_json::Value::Null),
+        "v1.1: a repeated dedup_key returns the first id and disposition, seq null"
+    );
     let (_, other_user) = gw.notify("v", "hello", Some("k1")).await;
     assert_ne!(other_user["id"], first["id"], "dedup keys are per user");
     let id = first["id"].as_str().unwrap().to_owned();

@@ -60,30 +60,30 @@ pub async fn run(ctx: SharedCtx) -> anyhow::Result<()> {
 
 /// One notification to every user at once (the burst scenario).
 pub async fn burst(ctx: SharedCtx) -> anyhow::Result<()> {
-    let token: Arc<str> = Arc::from(ctx.tokens.producer()?);
-    let limit = Arc::new(Semaphore::new(256));
-    let mut tasks = JoinSet::new();
-    for user in 0..ctx.scenario.users {
-        let (ctx, token, limit) = (ctx.clone(), token.clone(), limit.clone());
-        tasks.spawn(async move {
-            let _p = limit.acquire().await;
-            notify(&ctx, &token, user).await;
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    for_every_user(ctx, 256, |ctx, token, user| async move { notify(&ctx, &token, user).await })
+        .await
 }
 
 /// One turn to every user at once, each turn's deltas and end in one NDJSON write.
 pub async fn burst_turns(ctx: SharedCtx) -> anyhow::Result<()> {
+    for_every_user(ctx, 32, |ctx, token, user| async move { burst_turn(&ctx, &token, user).await })
+        .await
+}
+
+/// Runs `f` for every user as the producer, at most `limit` at once.
+async fn for_every_user<F, Fut>(ctx: SharedCtx, limit: usize, f: F) -> anyhow::Result<()>
+where
+    F: Fn(SharedCtx, Arc<str>, u32) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let token: Arc<str> = Arc::from(ctx.tokens.producer()?);
-    let limit = Arc::new(Semaphore::new(32));
+    let limit = Arc::new(Semaphore::new(limit));
     let mut tasks = JoinSet::new();
     for user in 0..ctx.scenario.users {
-        let (ctx, token, limit) = (ctx.clone(), token.clone(), limit.clone());
+        let (limit, work) = (limit.clone(), f(ctx.clone(), token.clone(), user));
         tasks.spawn(async move {
             let _p = limit.acquire().await;
-            burst_turn(&ctx, &token, user).await;
+            work.await;
         });
     }
     while tasks.join_next().await.is_some() {}

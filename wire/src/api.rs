@@ -82,6 +82,17 @@ pub struct TurnState {
     pub text_len: u64,
 }
 
+/// `GET /v1/turns/{id}?snapshot=true` (v1.1): the state with the text so far, as `turn.sync`
+/// gives it, so an SSE client can join a turn mid-stream or rebuild it after `resumed: false`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TurnStateSnapshot {
+    #[serde(flatten)]
+    pub state: TurnState,
+    pub text: String,
+    /// Deltas with `index >= next_index` (seq above this) continue `text`.
+    pub as_of_seq: u64,
+}
+
 /// `POST /v1/notifications`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CreateNotification {
@@ -97,11 +108,30 @@ pub struct CreateNotification {
     pub dedup_key: Option<String>,
 }
 
-/// 202 to `POST /v1/notifications`.
+/// What the backplane made of a notification: its id and the seq it was published at.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NotificationAccepted {
     pub id: String,
     pub seq: u64,
+}
+
+/// 202 to `POST /v1/notifications` (v1.1): `seq` is null when nothing was published (a
+/// repeated `dedup_key`: the first `id` and `disposition` come back).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotificationReply {
+    pub id: String,
+    pub seq: Option<u64>,
+    pub disposition: Disposition,
+}
+
+/// What the user's preferences made of a notification (PROTOCOL.md v1.1, §Notifications).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    Delivered,
+    Held,
+    Digested,
+    Suppressed,
 }
 
 /// `GET /v1/conversations/{id}/turns`: newest first; `next` continues with older turns.

@@ -111,6 +111,8 @@ impl TurnStatus {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
+    /// v1.1: skips every preference rule, and is pushed whatever `push` says.
+    Critical,
     High,
     #[default]
     Normal,

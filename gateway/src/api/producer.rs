@@ -3,13 +3,16 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
-use wire::api::{CreateNotification, CreateTurn, EventItem, EventsAccepted};
+use wire::api::{
+    CreateNotification, CreateTurn, Disposition, EventItem, EventsAccepted, NotificationReply,
+    TurnStateSnapshot,
+};
 
 use super::extract::{PathId, body_timeout, read_body, read_json};
 use super::items::parse_item;
@@ -92,17 +95,39 @@ pub async fn create_turn(
 }
 
 /// `GET /v1/turns/{turn_id}`: producer or admin scope, or the turn's own user.
+/// With `?snapshot=true` (v1.1) the body also has `text` and `as_of_seq`, as in `turn.snapshot`.
 pub async fn get_turn(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     PathId(turn_id): PathId,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::from(TurnError::NotFound(turn_id.clone()));
-    let t = state.backplane.turn(&turn_id).await?;
+    let snapshot = wants_snapshot(query.as_deref())?;
+    let mut t = state.backplane.turn(&turn_id).await?;
     if !(p.publish || p.admin || *t.user_id == *p.user_id) {
         return Err(not_found());
     }
-    Ok(Json(t).into_response())
+    if !snapshot {
+        return Ok(Json(t).into_response());
+    }
+    // The snapshot is taken under the turn's lock: its status, index and text agree.
+    let s = state.backplane.snapshot(&t.user_id, &turn_id).await?;
+    (t.status, t.next_index) = (s.status, s.next_index);
+    let body = TurnStateSnapshot { state: t, text: s.text, as_of_seq: s.as_of_seq };
+    Ok(Json(body).into_response())
+}
+
+/// `snapshot=true|false` (also `1|0`), absent: false; anything else is a 400.
+fn wants_snapshot(query: Option<&str>) -> Result<bool, ApiError> {
+    let value = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "snapshot")
+        .map(|(_, v)| v.into_owned());
+    match value.as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1" | "") => Ok(true),
+        Some(_) => Err(ApiError::bad_request("\"snapshot\" must be true or false")),
+    }
 }
 
 fn is_ndjson(headers: &HeaderMap) -> bool {
@@ -298,5 +323,11 @@ pub async fn notify(
     } else {
         state.metrics.notifications_deduplicated.increment(1);
     }
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+    // Preferences (issue 11) are not in yet: every notification a user has is delivered live.
+    let reply = NotificationReply {
+        id: accepted.id,
+        seq: fresh.then_some(accepted.seq),
+        disposition: Disposition::Delivered,
+    };
+    Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
 }

@@ -23,7 +23,7 @@ impl FromRequestParts<AppState> for Authenticated {
             Ok(p) => {
                 // Its connection no longer counts against its address's unauthenticated cap.
                 if let Some(conn) = parts.extensions.get::<crate::accept::ConnHandle>() {
-                    conn.0.authenticated();
+                    conn.authenticated();
                 }
                 Ok(Authenticated(p))
             }

@@ -108,18 +108,26 @@ impl Ring {
     /// Every event after `after` if the ring still holds all of them, in order; `None` when some
     /// are gone (trimmed) or `after` is beyond the head (not of this log's life).
     pub fn since(&self, after: u64) -> Option<Vec<Arc<Entry>>> {
+        self.range(after, self.head)
+    }
+
+    /// The events with `after < seq <= upto` (`upto` past the head reads to the head), if the
+    /// ring still holds all of them; `None` as for [`since`](Self::since). Touches only those.
+    pub fn range(&self, after: u64, upto: u64) -> Option<Vec<Arc<Entry>>> {
         if after > self.head {
             return None;
         }
-        if after == self.head {
+        let upto = upto.min(self.head);
+        if after >= upto {
             return Some(Vec::new());
         }
         let first = self.entries.front()?.seq;
         if first > after + 1 {
             return None;
         }
-        let skip = (after + 1 - first) as usize;
-        Some(self.entries.iter().skip(skip).cloned().collect())
+        let from = (after + 1 - first) as usize;
+        let to = (upto + 1 - first) as usize;
+        Some(self.entries.range(from..to).cloned().collect())
     }
 
     /// When the newest retained entry was appended (`None`: nothing retained).
@@ -156,6 +164,23 @@ mod tests {
         assert_eq!(seqs(r.since(2)), Some(vec![3]));
         assert_eq!(seqs(r.since(3)), Some(vec![]));
         assert_eq!(seqs(r.since(4)), None, "a seq beyond the head is not of this log");
+    }
+
+    #[test]
+    fn a_range_reads_only_what_it_asks_and_past_the_head_reads_to_it() {
+        let mut r = Ring::new();
+        for _ in 0..10 {
+            push(&mut r, keep(8));
+        }
+        assert_eq!(seqs(r.range(4, 6)), Some(vec![5, 6]));
+        assert_eq!(seqs(r.range(8, 100)), Some(vec![9, 10]), "upto past the head");
+        assert_eq!(seqs(r.range(10, 20)), Some(vec![]), "caught up");
+        assert_eq!(seqs(r.range(1, 5)), None, "seq 2 was trimmed");
+        assert_eq!(seqs(r.range(11, 20)), None, "beyond the head");
+    }
+
+    fn keep(count: usize) -> Retention {
+        Retention { count, ..KEEP3 }
     }
 
     #[test]

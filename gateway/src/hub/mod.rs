@@ -299,10 +299,7 @@ impl Hub {
             return None;
         }
         // Reading past the head reads up to it (a reader catching up asks for a chunk).
-        let upto = upto.min(log.ring.head());
-        let mut events = log.ring.since(after)?;
-        events.retain(|e| e.seq <= upto);
-        Some(events)
+        log.ring.range(after, upto)
     }
 
     /// Removes an endpoint from live delivery (its connection closed).

@@ -144,18 +144,22 @@ impl MemoryBackplane {
         Ok(self.hub.publish(&t.user_id, &body).seq)
     }
 
+    /// The turns `pred` picks, looked at without waiting: one busy now is not idle, and is looked
+    /// at again by the next sweep. The caller locks each and checks again.
+    fn turns_where(&self, pred: impl Fn(&Turn) -> bool) -> Vec<Arc<Mutex<Turn>>> {
+        self.turns
+            .iter()
+            .filter(|e| e.value().try_lock().is_ok_and(|t| pred(&t)))
+            .map(|e| e.value().clone())
+            .collect()
+    }
+
     /// Ends every turn that streamed nothing for `turn_idle` as `failed` (`idle_timeout`): a
     /// producer that died mid-turn leaves neither the devices nor the memory waiting forever.
     async fn end_idle_turns(&self) {
         let idle = self.turn_idle;
         let stale = |t: &Turn| t.status == TurnStatus::Streaming && t.last_event.elapsed() >= idle;
-        let candidates: Vec<Arc<Mutex<Turn>>> = self
-            .turns
-            .iter()
-            .filter(|e| e.value().try_lock().is_ok_and(|t| stale(&t)))
-            .map(|e| e.value().clone())
-            .collect();
-        for turn in candidates {
+        for turn in self.turns_where(stale) {
             let mut t = turn.lock().await;
             if !stale(&t) {
                 continue; // an event came meanwhile

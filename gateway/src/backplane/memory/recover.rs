@@ -57,17 +57,8 @@ impl MemoryBackplane {
 
     /// Writes the text of every streaming turn that grew since its last checkpoint (unsynced).
     pub(super) async fn checkpoint_open_turns(&self) {
-        let grown: Vec<_> = self
-            .turns
-            .iter()
-            .filter(|e| {
-                e.value().try_lock().is_ok_and(|t| {
-                    t.status == TurnStatus::Streaming && t.next_index != t.checkpointed
-                })
-            })
-            .map(|e| e.value().clone())
-            .collect();
-        for turn in grown {
+        let grown = |t: &Turn| t.status == TurnStatus::Streaming && t.next_index != t.checkpointed;
+        for turn in self.turns_where(grown) {
             let mut t = turn.lock().await;
             if t.status != TurnStatus::Streaming {
                 continue;

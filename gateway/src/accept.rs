@@ -194,13 +194,18 @@ async fn connection(
         let app = app.clone();
         let handle = handle.clone();
         async move {
-            if let Some(refused) = refused
-                && !matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics")
-            {
+            let Some(refused) = refused else {
+                req.extensions_mut().insert(handle);
+                return app.oneshot(req).await;
+            };
+            if !matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
                 return Ok::<_, std::convert::Infallible>(refusal(refused));
             }
-            req.extensions_mut().insert(handle);
-            app.oneshot(req).await
+            // Health checks are answered, and the connection is not kept for later requests
+            // (which it would refuse even once there is room again).
+            let mut answer = app.oneshot(req).await?;
+            answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Ok(answer)
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub notifications_deduplicated: Counter,
     /// Bytes the retained user logs of this node hold (read from the hub when scraped).
     pub log_bytes: Gauge,
+    /// Open TCP connections, against `GATEWAY_MAX_CONNECTIONS` (read when scraped).
+    pub connections_open: Gauge,
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge,
     outbox_set_aside: Gauge,
@@ -68,6 +70,7 @@ impl Metrics {
             notifications: counter("gateway_notifications_total", &[]),
             notifications_deduplicated: counter("gateway_notifications_deduplicated_total", &[]),
             log_bytes: plain_gauge("gateway_log_bytes"),
+            connections_open: plain_gauge("gateway_connections_open"),
             outbox_depth: plain_gauge("gateway_outbox_depth"),
             outbox_oldest_age: plain_gauge("gateway_outbox_oldest_age_seconds"),
             outbox_set_aside: plain_gauge("gateway_outbox_set_aside"),
@@ -86,6 +89,7 @@ impl Metrics {
         m.endpoints_ws.increment(0.0);
         m.endpoints_sse.increment(0.0);
         m.log_bytes.set(0.0);
+        m.connections_open.set(0.0);
         m.outbox(&OutboxStats::default(), 0);
         m.persistence(&PersistCounters::default());
         m

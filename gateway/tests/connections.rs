@@ -128,6 +128,7 @@ async fn past_the_global_cap_new_connections_get_503_and_healthz_answers() {
     assert_eq!(b["error"]["code"], "too_many_connections");
     let (status, _) = raw(connect(&gw).await, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(status.contains("200"), "{status}");
+    assert!(gw.metric("gateway_connections_open").await >= 8.0, "the gauge sees them");
     drop(held);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (s, _) = gw

@@ -60,5 +60,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.persistence(&state.persister.counters);
     state.metrics.log_bytes.set(state.hub.log_bytes() as f64);
+    state.metrics.connections_open.set(state.admission.open() as f64);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -254,6 +254,12 @@ impl Transport {
 }
 
 /// Whether `id` is a valid `device_id`: 1–128 characters of `[A-Za-z0-9._:-]`.
+/// Whether a name a peer chose (user id, conversation id, category, trace kind…) is 1–`max`
+/// bytes with no control character: one rule, so logs, keys and stored rows never see one.
+pub fn valid_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len()) && !name.chars().any(char::is_control)
+}
+
 pub fn valid_device_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))

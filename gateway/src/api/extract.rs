@@ -29,7 +29,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 
 /// A caller-given id or name: 1-256 bytes without control characters, else 400 naming `what`.
 pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+    if !wire::api::valid_name(id, 256) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_id",

@@ -53,11 +53,7 @@ fn parse_item_slow(text: &str) -> Result<EventItem, String> {
                 return Err("\"trace\" must be an object {\"kind\", \"data\"}".into());
             };
             let kind = match t.remove("kind") {
-                Some(Value::String(k))
-                    if !k.is_empty() && k.len() <= 64 && !k.chars().any(char::is_control) =>
-                {
-                    k
-                }
+                Some(Value::String(k)) if wire::api::valid_name(&k, 64) => k,
                 _ => {
                     return Err("\"trace\".\"kind\" must be a string of 1-64 characters \
                                 without control characters"

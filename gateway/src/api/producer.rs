@@ -28,7 +28,7 @@ fn require_publish(p: &Principal) -> Result<(), ApiError> {
 }
 
 fn check_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+    if !wire::api::valid_name(value, max) {
         return Err(ApiError::bad_request(format!(
             "\"{field}\" must be a string of 1-{max} bytes without control characters"
         )));

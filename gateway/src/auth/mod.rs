@@ -204,7 +204,7 @@ impl Verifier {
 /// A user id as the protocol allows it: 1-256 bytes of printable characters (a control
 /// character would reach logs, keys and stored rows).
 pub fn valid_sub(sub: &str) -> bool {
-    (1..=256).contains(&sub.len()) && !sub.chars().any(char::is_control)
+    wire::api::valid_name(sub, 256)
 }
 
 /// A tenant id (`tid`): 1-64 characters of `[A-Za-z0-9._:-]`.

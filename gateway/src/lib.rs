@@ -4,7 +4,9 @@
 //!
 //! - [`hub`]: this node's live endpoints by user, and the fan-out to them (in embedded mode
 //!   also the per-user logs, with the ordering guarantees);
-//! - [`backplane`]: user logs, turn state and dedup keys, in process or shared through Redis;
+//! - [`backplane`]: the per-user logs with their conditional appends and records, in process or
+//!   shared through Redis (no domain rule);
+//! - [`domain`]: turns and notifications, every rule once, over the backplane;
 //! - [`transport`]: the WebSocket and SSE endpoint tasks;
 //! - [`api`]: HTTP routes (producer API, history, presence, operations);
 //! - [`auth`]: token verification; [`audit`]: the audit trail of operator actions; [`metrics`]: the Prometheus registry;
@@ -20,6 +22,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backplane;
+pub mod domain;
 pub mod error;
 pub mod hub;
 pub mod ids;

@@ -84,7 +84,11 @@ impl Background {
         let mut tasks = JoinSet::new();
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move {
-            every(SWEEP_EVERY, &st, || s.backplane.sweep()).await;
+            every(SWEEP_EVERY, &st, || async {
+                s.backplane.sweep().await;
+                s.turns.sweep().await
+            })
+            .await;
         });
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move { s.persister.run(st).await });

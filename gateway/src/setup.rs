@@ -12,7 +12,9 @@ use store_client::{
 };
 
 use crate::backplane::redis::{RedisLink, RedisSettings};
-use crate::backplane::{MemoryBackplane, MemoryLimits, RedisBackplane};
+use crate::backplane::{Backplane, MemoryBackplane, RedisBackplane};
+use crate::domain::sink::{EmbeddedSink, RedisSink};
+use crate::domain::{Notifications, TurnSink, Turns, TurnsConfig};
 use crate::hub::{Hub, Retention};
 use crate::metrics::Metrics;
 use crate::state::Parts;
@@ -28,6 +30,8 @@ pub enum SetupError {
     DataDir(store_client::StoreError),
     #[error("GATEWAY_STORE_URL: {0}")]
     Store(store_client::StoreError),
+    #[error("GATEWAY_DATA_DIR: cannot end the turns a crash left open: {0}")]
+    Recover(String),
 }
 
 /// The retry policy of the outbox, from the settings.
@@ -69,11 +73,11 @@ pub async fn parts(cfg: &Config) -> Result<Parts, SetupError> {
 /// §Backpressure): a fast path, not a limit (`GATEWAY_OUTBOUND_QUEUE` is retired).
 const LIVE_QUEUE: usize = 256;
 
-/// A hub for `cfg`; `keep`: events each user log keeps in this process (0 in Redis mode,
-/// where the logs are in Redis).
-fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
+/// A hub for `cfg`: in embedded mode its rings are the logs; in Redis mode they are the
+/// node-local cache of the logs of the users with endpoints here.
+fn hub(cfg: &Config, metrics: &Arc<Metrics>) -> Arc<Hub> {
     let retention = Retention {
-        count: keep,
+        count: cfg.log_retention as usize,
         age: Duration::from_millis(cfg.log_retention_ms),
         bytes: cfg.log_retention_bytes as usize,
         node_bytes: cfg.log_memory_bytes as usize,
@@ -84,13 +88,11 @@ fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
 /// Redis mode: logs, turns, dedup keys, presence and the outbox in Redis, shared by every node.
 pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let metrics = Arc::new(Metrics::new());
-    let hub = hub(cfg, 0, &metrics);
+    let hub = hub(cfg, &metrics);
     let link =
         RedisLink::connect(url, &cfg.redis_prefix, hub.clone()).await.map_err(SetupError::Redis)?;
     let store = store(cfg).await?;
-    let max_text = cfg.store_max_text_bytes as usize;
-    let turn_retention = Duration::from_millis(cfg.turn_retention_ms);
-    let outbox = Arc::new(link.outbox(turn_retention, max_text));
+    let outbox = Arc::new(link.outbox());
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));
     let presence = RedisPresence::with_connection(
         link.conns.commands.clone(),
@@ -103,34 +105,48 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
         keep: cfg.log_retention as usize,
         max_log_bytes: cfg.log_retention_bytes as usize,
         age: Duration::from_millis(cfg.log_retention_ms),
-        dedup_window: Duration::from_millis(cfg.dedup_window_ms),
-        max_text,
-        turn_idle: Duration::from_millis(cfg.turn_idle_timeout_ms),
     };
-    let backplane =
-        Arc::new(RedisBackplane::new(link, hub.clone(), outbox, persister.clone(), settings));
-    Ok(Parts { hub, backplane, presence, store, persister, metrics })
+    let backplane: Arc<dyn Backplane> = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
+    let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister: persister.clone() });
+    let (turns, notes) = domain(cfg, &backplane, sink);
+    outbox.serve(turns.clone());
+    Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics })
 }
 
 /// Embedded mode: one process holds every log, turn and presence entry.
 pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
     let metrics = Arc::new(Metrics::new());
-    let hub = hub(cfg, cfg.log_retention as usize, &metrics);
+    let hub = hub(cfg, &metrics);
     let store = store(cfg).await?;
     let outbox = Arc::new(EmbeddedOutbox::open(&cfg.data_dir).await.map_err(SetupError::DataDir)?);
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));
-    let backplane = Arc::new(MemoryBackplane::new(
-        hub.clone(),
+    let backplane: Arc<dyn Backplane> = Arc::new(MemoryBackplane::new(hub.clone()));
+    let sink = Arc::new(EmbeddedSink {
         outbox,
-        persister.clone(),
-        MemoryLimits {
-            turn_retention: Duration::from_millis(cfg.turn_retention_ms),
-            turn_idle: Duration::from_millis(cfg.turn_idle_timeout_ms),
-            dedup_window: Duration::from_millis(cfg.dedup_window_ms),
-            max_text: cfg.store_max_text_bytes as usize,
-        },
-    ));
-    backplane.recover().await.map_err(SetupError::DataDir)?;
+        persister: persister.clone(),
+        turn_retention: Duration::from_millis(cfg.turn_retention_ms),
+    });
+    let (turns, notes) = domain(cfg, &backplane, sink);
+    turns.recover().await.map_err(SetupError::Recover)?;
     let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
-    Ok(Parts { hub, backplane, presence, store, persister, metrics })
+    Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics })
+}
+
+/// The domain services over a backplane.
+fn domain(
+    cfg: &Config,
+    backplane: &Arc<dyn Backplane>,
+    sink: Arc<dyn TurnSink>,
+) -> (Arc<Turns>, Arc<Notifications>) {
+    let turns = Turns::new(
+        backplane.clone(),
+        sink,
+        TurnsConfig {
+            max_text: cfg.store_max_text_bytes as usize,
+            turn_idle: Duration::from_millis(cfg.turn_idle_timeout_ms),
+            turn_retention: Duration::from_millis(cfg.turn_retention_ms),
+        },
+    );
+    let notes = Notifications::new(backplane.clone(), Duration::from_millis(cfg.dedup_window_ms));
+    (Arc::new(turns), Arc::new(notes))
 }

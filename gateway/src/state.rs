@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
 use crate::backplane::Backplane;
+use crate::domain::{Notifications, Turns};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -56,6 +57,8 @@ pub struct Limits {
 pub struct Parts {
     pub hub: Arc<Hub>,
     pub backplane: Arc<dyn Backplane>,
+    pub turns: Arc<Turns>,
+    pub notes: Arc<Notifications>,
     pub presence: Arc<dyn PresenceRegistry>,
     pub store: Arc<dyn TurnStore>,
     pub persister: Arc<Persister>,
@@ -73,6 +76,9 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// User logs, turn state and dedup keys: in process, or shared through Redis.
     pub backplane: Arc<dyn Backplane>,
+    /// The rules of turns and notifications, over the backplane.
+    pub turns: Arc<Turns>,
+    pub notes: Arc<Notifications>,
     pub presence: Arc<dyn PresenceRegistry>,
     /// Where finalised turns are kept, and history is read from.
     pub store: Arc<dyn TurnStore>,
@@ -122,6 +128,8 @@ impl AppState {
             }),
             hub: parts.hub,
             backplane: parts.backplane,
+            turns: parts.turns,
+            notes: parts.notes,
             presence: parts.presence,
             store: parts.store,
             persister: parts.persister,

@@ -177,3 +177,44 @@ async fn the_same_burst_across_two_redis_nodes_reaches_every_endpoint_whole() {
         meta: None,
     };
 }
+
+/// The gateway's resident memory (KiB).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_with_200_stalled_endpoints_under_a_burst_grows_by_about_the_log() {
+    // 200 endpoints of one user that never read, then a burst of 4 MiB: a lagging endpoint
+    // costs a position in the shared log, not a copy of it (200 copies would be 800 MiB).
+    let gw = TestGateway::start(&[("GATEWAY_MAX_ENDPOINTS_PER_USER", "256")]);
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut ws = gw.ws("lagging", "").await;
+        ws.hello().await;
+        stalled.push(ws);
+    }
+    let before = rss_kib(gw.pid());
+    let body = "y".repeat(8 * 1024);
+    for i in 0..512 {
+        let note =
+            json!({"user_id": "lagging", "category": "c", "title": format!("n{i}"), "body": body});
+        let (s, _) = gw.post_json("/v1/notifications", &producer_token(), &note).await;
+        assert_eq!(s, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown_mib = rss_kib(gw.pid()).saturating_sub(before) / 1024;
+    eprintln!("resident memory grew {grown_mib} MiB");
+    assert!(grown_mib < 100, "grew {grown_mib} MiB for a 4 MiB log and 200 stalled endpoints");
+    // Every one of them still reads it all, in order, from the log.
+    for ws in stalled.iter_mut().take(3) {
+        for want in 1..=512 {
+            match ws.next().await {
+                Received::Frame(ServerFrame::Event(e)) => assert_eq!(e.seq, want),
+                other => panic!("at {want}: {other:?}"),
+            }
+        }
+    }
+}

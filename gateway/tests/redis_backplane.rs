@@ -1,5 +1,5 @@
-//! The backplane contract against a real Redis: two backplanes on one `redis-server` behave as
-//! one gateway (the same checks the in-memory backplane passes).
+//! The domain contract against a real Redis: two backplanes on one `redis-server` (and on a
+//! Redis Cluster) behave as one gateway (the same checks the in-memory backplane passes).
 
 mod common;
 
@@ -9,8 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::redis_server::TestRedis;
 use gateway::backplane::RedisBackplane;
-use gateway::backplane::contract::{self, Factory, Fixture, Node};
 use gateway::backplane::redis::{RedisLink, RedisSettings};
+use gateway::domain::contract::{self, Factory, Fixture, Node};
+use gateway::domain::sink::RedisSink;
 use gateway::hub::{Hub, Retention};
 use gateway::metrics::Metrics;
 use store_client::{EmbeddedStore, Persister, RetryPolicy};
@@ -22,27 +23,28 @@ struct OnRedis {
 impl OnRedis {
     async fn node(&self, prefix: &str, keep: usize) -> (Node, Arc<dyn store_client::Outbox>) {
         let hub = Arc::new(Hub::new(
-            Retention { count: 0, age: Duration::from_secs(3600), bytes: 0, node_bytes: 1 << 30 },
+            Retention {
+                count: keep,
+                age: Duration::from_secs(3600),
+                bytes: 0,
+                node_bytes: 1 << 30,
+            },
             32,
             1024,
             Arc::new(Metrics::new()),
         ));
         let link = RedisLink::connect(&self.url, prefix, hub.clone()).await.expect("connect");
-        let outbox = Arc::new(link.outbox(Duration::from_secs(3600), 1 << 20));
+        let outbox = Arc::new(link.outbox());
         let dir = common::temp_dir("gw-redis-contract");
         let store = Arc::new(EmbeddedStore::open(&dir).await.unwrap());
         let persister = Arc::new(Persister::new(outbox.clone(), store, RetryPolicy::default()));
-        let settings = RedisSettings {
-            keep,
-            max_log_bytes: 1 << 20,
-            age: Duration::from_secs(3600),
-            dedup_window: Duration::from_secs(3600),
-            max_text: 1 << 20,
-            turn_idle: Duration::from_secs(600),
-        };
-        let backplane =
-            Arc::new(RedisBackplane::new(link, hub.clone(), outbox.clone(), persister, settings));
-        (Node { backplane, hub }, outbox)
+        let settings =
+            RedisSettings { keep, max_log_bytes: 1 << 20, age: Duration::from_secs(3600) };
+        let backplane = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
+        let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister });
+        let node = Node::new(backplane, hub, sink);
+        outbox.serve(node.turns.clone());
+        (node, outbox)
     }
 }
 

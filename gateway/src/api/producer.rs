@@ -18,7 +18,7 @@ use super::extract::{PathId, body_timeout, read_body, read_json};
 use super::items::parse_item;
 use crate::auth::Authenticated;
 use crate::auth::Principal;
-use crate::backplane::{Applied, NewTurn, TurnError};
+use crate::domain::{Applied, NewTurn, TurnError};
 use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;
@@ -86,7 +86,7 @@ pub async fn create_turn(
         turn_id: req.turn_id.unwrap_or_else(|| ids::fresh("t")),
         meta: req.meta,
     };
-    let (created, fresh) = state.backplane.create_turn(new).await?;
+    let (created, fresh) = state.turns.create(new).await?;
     if fresh {
         state.metrics.turns_started.increment(1);
     }
@@ -104,7 +104,7 @@ pub async fn get_turn(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::from(TurnError::NotFound(turn_id.clone()));
     let snapshot = wants_snapshot(query.as_deref())?;
-    let mut t = state.backplane.turn(&turn_id).await?;
+    let mut t = state.turns.state(&turn_id).await?;
     if !(p.publish || p.admin || *t.user_id == *p.user_id) {
         return Err(not_found());
     }
@@ -112,7 +112,7 @@ pub async fn get_turn(
         return Ok(Json(t).into_response());
     }
     // The snapshot is taken under the turn's lock: its status, index and text agree.
-    let s = state.backplane.snapshot(&t.user_id, &turn_id).await?;
+    let s = state.turns.snapshot(&t.user_id, &turn_id).await?;
     (t.status, t.next_index) = (s.status, s.next_index);
     let body = TurnStateSnapshot { state: t, text: s.text, as_of_seq: s.as_of_seq };
     Ok(Json(body).into_response())
@@ -159,7 +159,7 @@ pub async fn turn_events(
             .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
         let item =
             parse_item(text).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_item", m))?;
-        let applied = state.backplane.apply(&turn_id, vec![item]).await;
+        let applied = state.turns.apply(&turn_id, vec![item]).await;
         if let Some(e) = applied.refused {
             return Err(e.into());
         }
@@ -167,7 +167,7 @@ pub async fn turn_events(
     }
 
     // A stream for an unknown or ended turn is refused before its first line arrives.
-    let t = state.backplane.turn(&turn_id).await?;
+    let t = state.turns.state(&turn_id).await?;
     if t.status != wire::TurnStatus::Streaming {
         return Err(TurnError::Ended { turn_id, status: t.status }.into());
     }
@@ -292,7 +292,7 @@ impl Batch {
         }
         let items = std::mem::take(&mut self.items);
         let lines = std::mem::take(&mut self.lines);
-        let Applied { accepted, last_seq, refused } = state.backplane.apply(turn_id, items).await;
+        let Applied { accepted, last_seq, refused } = state.turns.apply(turn_id, items).await;
         self.accepted += accepted;
         self.last_seq = last_seq.or(self.last_seq);
         let Some(e) = refused else { return Ok(()) };
@@ -327,7 +327,7 @@ pub async fn notify(
     if let Some(k) = &req.dedup_key {
         check_name("dedup_key", k, 256)?;
     }
-    let (accepted, fresh) = state.backplane.notify(req).await?;
+    let (accepted, fresh) = state.notes.notify(req).await?;
     if fresh {
         state.metrics.notifications.increment(1);
     } else {

@@ -51,9 +51,43 @@ impl Entry {
     }
 }
 
+/// Distinct event types seen in JSON from elsewhere, each leaked once: there are a handful, and
+/// past [`MAX_KINDS`] (never, unless something writes garbage to our keys) none is added.
+static KINDS: parking_lot::RwLock<Vec<&'static str>> = parking_lot::RwLock::new(Vec::new());
+const MAX_KINDS: usize = 256;
+
+/// The `type` of an event JSON as a log holds it (`{"seq":N,"type":"…",…}`), as a `&'static
+/// str`. Any type is taken: an event family added to the domain needs no list here.
+pub fn kind_of(json: &str) -> Option<&'static str> {
+    let at = json.find(",\"type\":\"")? + 9;
+    let name = &json[at..at + json[at..].find('"')?];
+    if let Some(k) = KINDS.read().iter().find(|k| **k == name) {
+        return Some(k);
+    }
+    let mut kinds = KINDS.write();
+    if let Some(k) = kinds.iter().find(|k| **k == name) {
+        return Some(k);
+    }
+    if kinds.len() >= MAX_KINDS {
+        return None;
+    }
+    let k: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    kinds.push(k);
+    Some(k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_type_is_read_and_held_once() {
+        let j = "{\"seq\":42,\"type\":\"task.status\",\"text\":\"a\\\"type\\\":\\\"x\"}";
+        let a = kind_of(j).unwrap();
+        assert_eq!(a, "task.status");
+        assert!(std::ptr::eq(a, kind_of(j).unwrap()));
+        assert!(kind_of("{\"seq\":1}").is_none());
+    }
 
     #[test]
     fn seq_is_spliced_in_front() {

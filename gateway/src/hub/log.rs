@@ -91,9 +91,31 @@ impl Ring {
         c
     }
 
-    /// Notes an event appended elsewhere (Redis mode): nothing is retained, only the head moves.
-    pub fn observe(&mut self, seq: u64) {
-        self.head = self.head.max(seq);
+    /// Notes that the log reached `seq` elsewhere (Redis mode, read at attach). What is held
+    /// stops short of it, so it is dropped: held entries always run up to the head. Returns the
+    /// bytes freed.
+    pub fn observe(&mut self, seq: u64) -> usize {
+        if seq <= self.head {
+            return 0;
+        }
+        self.head = seq;
+        self.trim_bytes(0)
+    }
+
+    /// Keeps an event appended elsewhere (Redis mode: the node-local cache of the log, filled
+    /// from the subscription). One at or before the head is not kept (it is older than what
+    /// this node knows of); one past a gap (messages lost) restarts the cache at it, so what is
+    /// held is always a contiguous run ending at the head. Returns bytes added and freed.
+    pub fn cache(&mut self, entry: Arc<Entry>, retention: Retention) -> (usize, usize) {
+        if entry.seq <= self.head {
+            return (0, 0);
+        }
+        let mut freed = 0;
+        if entry.seq != self.head + 1 {
+            freed += self.observe(entry.seq - 1);
+        }
+        let (added, more) = self.push(entry, retention);
+        (added, freed + more)
     }
 
     /// Drops entries older than the retention age; returns the bytes freed.

@@ -15,7 +15,7 @@ mod entry;
 mod log;
 
 pub use endpoint::{Attachment, Outbox, Ready, Reservation};
-pub use entry::Entry;
+pub use entry::{Entry, kind_of};
 pub use log::Retention;
 
 use std::sync::Arc;
@@ -124,12 +124,15 @@ impl Hub {
 
     /// Appends `body` to the user's log and hands it to every endpoint of the user.
     pub fn publish(&self, user: &str, body: &EventBody) -> Arc<Entry> {
-        // Serialize before taking the lock; the seq is spliced in under it.
-        let body_json = serde_json::to_string(body).unwrap_or_default();
-        let kind = body.kind();
+        self.append(user, body.kind(), &crate::backplane::to_json(body))
+    }
+
+    /// Appends an event (its JSON without `seq`, serialised before the lock is taken; the seq
+    /// is spliced in under it) and hands it to every endpoint of the user.
+    pub fn append(&self, user: &str, kind: &'static str, body_json: &str) -> Arc<Entry> {
         let entry = self.with_log(user, |log| {
             let entry =
-                Arc::new(Entry::new(log.epoch.clone(), log.ring.next_seq(), kind, &body_json));
+                Arc::new(Entry::new(log.epoch.clone(), log.ring.next_seq(), kind, body_json));
             let (added, freed) = log.ring.push(entry.clone(), self.retention);
             self.account(log, added, freed);
             self.fan_out(log, &entry);
@@ -162,8 +165,10 @@ impl Hub {
     }
 
     /// Hands an event appended elsewhere (Redis mode) to this node's endpoints of `user`, if it
-    /// has any. `make` builds the entry from the log's epoch, reusing the one already held when
-    /// it is the same (most events), so the epoch string is not copied per event.
+    /// has any, and keeps it in the node-local cache of the user's log, where an endpoint that
+    /// fell behind reads it without asking Redis. `make` builds the entry from the log's epoch,
+    /// reusing the one already held when it is the same (most events), so the epoch string is
+    /// not copied per event.
     pub fn deliver(&self, user: &str, epoch: &str, seq: u64, make: impl FnOnce(Arc<str>) -> Entry) {
         let Some(slot) = self.users.get(user).map(|s| s.clone()) else { return };
         let mut log = slot.lock();
@@ -172,9 +177,14 @@ impl Hub {
         }
         if *log.epoch != *epoch {
             log.epoch = Arc::from(epoch);
+            let freed = log.ring.trim_bytes(0);
+            self.log_bytes.fetch_sub(freed, Ordering::Relaxed);
+            log.ring = Ring::new(); // a new life starts its seqs again
         }
-        log.ring.observe(seq);
         let entry = Arc::new(make(log.epoch.clone()));
+        debug_assert_eq!(entry.seq, seq);
+        let (added, freed) = log.ring.cache(entry.clone(), self.retention);
+        self.account(&mut log, added, freed);
         self.fan_out(&mut log, &entry);
     }
 
@@ -194,10 +204,14 @@ impl Hub {
     pub fn observe(&self, user: &str, epoch: &str, head: u64) {
         let Some(slot) = self.users.get(user).map(|s| s.clone()) else { return };
         let mut log = slot.lock();
+        let mut freed = 0;
         if *log.epoch != *epoch {
             log.epoch = Arc::from(epoch);
+            freed += log.ring.trim_bytes(0);
+            log.ring = Ring::new(); // a new life starts its seqs again
         }
-        log.ring.observe(head);
+        freed += log.ring.observe(head);
+        self.log_bytes.fetch_sub(freed, Ordering::Relaxed);
     }
 
     /// Tells every endpoint of `user` here to close with `code`.

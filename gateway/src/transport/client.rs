@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use wire::ControlFrame;
 
 use super::session::Session;
-use crate::backplane::TurnError;
+use crate::domain::TurnError;
 
 pub const BAD_FRAME_LIMIT: u32 = 10;
 pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
@@ -151,7 +151,7 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             let Some(turn_id) = string_field(&map, "turn_id") else {
                 return bad(session, frames, "invalid_frame", missing("turn_id"), reference);
             };
-            match state.backplane.snapshot(&session.user, turn_id).await {
+            match state.turns.snapshot(&session.user, turn_id).await {
                 Ok(s) => Action::Reply(ControlFrame::TurnSnapshot {
                     turn_id: s.turn_id,
                     conversation_id: s.conversation_id,
@@ -168,7 +168,7 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             let Some(turn_id) = string_field(&map, "turn_id") else {
                 return bad(session, frames, "invalid_frame", missing("turn_id"), reference);
             };
-            match state.backplane.cancel(&session.user, turn_id).await {
+            match state.turns.cancel(&session.user, turn_id).await {
                 Ok(_) => Action::Nothing,
                 Err(e) => Action::Reply(turn_error(e, reference)),
             }
@@ -177,7 +177,7 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             let Some(id) = string_field(&map, "id") else {
                 return bad(session, frames, "invalid_frame", missing("id"), reference);
             };
-            match state.backplane.mark_read(&session.user, id).await {
+            match state.notes.mark_read(&session.user, id).await {
                 Ok(_) => Action::Nothing,
                 Err(e) => Action::Reply(ControlFrame::error(e.code, e.message, reference)),
             }

@@ -1,6 +1,7 @@
 //! Key and channel names. Everything of one user carries the user's hash tag (`{user}`), so
 //! every script touches one slot and runs on a Redis Cluster; the outbox has a slot of its own
-//! (`{<ns>:outbox}`); only the turn index (turn id → user) lives elsewhere, and is read alone.
+//! (`{<ns>:outbox}`), and so does each timer set; claimed keys (a turn id → its user) live
+//! elsewhere, and are read alone.
 
 use presence::{slot_tag, user_of_tag};
 
@@ -20,14 +21,14 @@ pub struct LogKeys {
     pub channel: String,
 }
 
-/// The keys of one turn, in its user's slot.
-pub struct TurnKeys {
-    /// HASH of its state: user, conv, status, next, chars, start, created, meta, trunc, ended.
-    pub state: String,
-    /// STRING: the text so far (up to the stored-text limit).
+/// The keys of one record (see `backplane::record`), in its user's slot.
+pub struct RecordKeys {
+    /// HASH of its fields, with `v` (version), `seq0` and `seq`.
+    pub record: String,
+    /// STRING: its text blob.
     pub text: String,
-    /// LIST of its traces (`{"kind","data"}`), for the finalised record.
-    pub traces: String,
+    /// LIST: its items blob.
+    pub items: String,
 }
 
 /// The outbox of finished turns waiting for the store.
@@ -58,28 +59,23 @@ impl Keys {
         LogKeys { log: format!("{u}:log"), meta: format!("{u}:meta"), channel: format!("{u}:ch") }
     }
 
-    pub fn turn(&self, user: &str, turn_id: &str) -> TurnKeys {
+    pub fn record(&self, user: &str, name: &str) -> RecordKeys {
         let u = self.user(user);
-        TurnKeys {
-            state: format!("{u}:t:{turn_id}"),
-            text: format!("{u}:tx:{turn_id}"),
-            traces: format!("{u}:tr:{turn_id}"),
+        RecordKeys {
+            record: format!("{u}:r:{name}"),
+            text: format!("{u}:rt:{name}"),
+            items: format!("{u}:ri:{name}"),
         }
     }
 
-    pub fn dedup(&self, user: &str, key: &str) -> String {
-        format!("{}:dd:{key}", self.user(user))
+    /// A ZSET of timers (member → due, Unix ms), a slot of its own, read alone.
+    pub fn timers(&self, set: &str) -> String {
+        format!("{{{}:w:{set}}}", self.ns)
     }
 
-    /// ZSET turn id → when it last showed activity (Unix ms), for turns that may still stream:
-    /// where idle turns are found (a slot of its own, read alone).
-    pub fn streaming(&self) -> String {
-        format!("{{{}:streaming}}", self.ns)
-    }
-
-    /// turn id → `<user>\n<conversation>`: finds a turn's slot from its id alone.
-    pub fn turn_index(&self, turn_id: &str) -> String {
-        format!("{}:turn:{turn_id}", self.ns)
+    /// A node-wide claimed key (a turn id → its user), read alone.
+    pub fn claim(&self, key: &str) -> String {
+        format!("{}:k:{key}", self.ns)
     }
 
     pub fn outbox(&self) -> OutboxKeys {
@@ -117,7 +113,12 @@ mod tests {
             };
             let t = tag(&log.log);
             assert!(!t.is_empty(), "{user}: an empty tag would scatter the keys");
-            for key in [&log.meta, &log.channel, &k.turn(user, "t1").text, &k.dedup(user, "d")] {
+            for key in [
+                &log.meta,
+                &log.channel,
+                &k.record(user, "t:1").text,
+                &k.record(user, "dd:d").items,
+            ] {
                 assert_eq!(tag(key), t, "{user}: {key}");
             }
             assert_eq!(k.user_of_channel(&log.channel).unwrap(), user);

@@ -8,21 +8,34 @@
 //! An ended turn's keys do not expire until it is stored; then they live the turn retention
 //! (its idempotency window) and go.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
 use store_client::outbox::now_ms;
-use store_client::{
-    AsideFilter, FinalTurn, Outbox, OutboxStats, Pending, SetAside, StoreError, Trace, TurnRecord,
-};
-use wire::TurnStatus;
+use store_client::{AsideFilter, FinalTurn, Outbox, OutboxStats, Pending, SetAside, StoreError};
 
 use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::Scripts;
-use crate::backplane::final_turn;
+use crate::backplane::Unavailable;
+
+/// What a turn's state says when its outbox entry comes up.
+pub enum Assembled {
+    Ended(FinalTurn),
+    Streaming,
+    Gone,
+}
+
+/// Reads finished turns out of their state, and lets it go once stored: the domain's, which
+/// knows what a turn record holds (this outbox only knows which turns wait).
+#[async_trait]
+pub trait Finished: Send + Sync {
+    async fn assemble(&self, user: &str, turn_id: &str) -> Result<Assembled, Unavailable>;
+    /// Stored: its state now lives only its retention period.
+    async fn stored(&self, user: &str, turn_id: &str) -> Result<(), Unavailable>;
+}
 
 /// How long an entry whose turn still streams is kept: the end it announced never came (the
 /// node died between the two steps, or the end was refused), so it is dropped after this.
@@ -34,10 +47,8 @@ pub struct RedisOutbox {
     conn: RedisConn,
     keys: Keys,
     scripts: Arc<Scripts>,
-    /// How long a stored turn's state is kept (its idempotency window).
-    turn_retention: Duration,
-    /// The longest text stored (a turn's text never grows past it anyway).
-    max_text: usize,
+    /// Set once at start (the domain is built on the backplane, after this outbox).
+    finished: OnceLock<Arc<dyn Finished>>,
     /// turn → user, for the entries this node claimed.
     claimed: DashMap<String, String>,
 }
@@ -46,15 +57,22 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis (outbox): {e}"))
 }
 
+fn domain(e: Unavailable) -> StoreError {
+    StoreError::Unavailable(e.message)
+}
+
 impl RedisOutbox {
-    pub fn new(
-        conn: RedisConn,
-        keys: Keys,
-        scripts: Arc<Scripts>,
-        turn_retention: Duration,
-        max_text: usize,
-    ) -> Self {
-        RedisOutbox { conn, keys, scripts, turn_retention, max_text, claimed: DashMap::new() }
+    pub fn new(conn: RedisConn, keys: Keys, scripts: Arc<Scripts>) -> Self {
+        RedisOutbox { conn, keys, scripts, finished: OnceLock::new(), claimed: DashMap::new() }
+    }
+
+    /// Where finished turns are read from; set once, before the persister runs.
+    pub fn serve(&self, finished: Arc<dyn Finished>) {
+        let _ = self.finished.set(finished);
+    }
+
+    fn finished(&self) -> Result<&Arc<dyn Finished>, StoreError> {
+        self.finished.get().ok_or_else(|| StoreError::Unavailable("outbox not served yet".into()))
     }
 
     /// Records that `turn_id` of `user` is about to end (before the end itself).
@@ -102,42 +120,9 @@ impl RedisOutbox {
         Ok(())
     }
 
-    /// The finished turn, from its state; `None` when it has not ended (or is gone).
     async fn assemble(&self, turn_id: &str, user: &str) -> Result<Assembled, StoreError> {
-        let raw =
-            super::read::turn(&self.conn, &self.scripts, &self.keys, user, turn_id, "", "final")
-                .await
-                .map_err(unavailable)?;
-        let Some(raw) = raw else { return Ok(Assembled::Gone) };
-        let f = super::TurnFields::parse(raw).map_err(StoreError::Corrupt)?;
-        if f.status == TurnStatus::Streaming {
-            return Ok(Assembled::Streaming);
-        }
-        let traces = f
-            .traces
-            .iter()
-            .map(|t| serde_json::from_str::<Trace>(t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("trace of {turn_id}: {e}")))?;
-        let record = TurnRecord {
-            turn_id: turn_id.to_owned(),
-            conversation_id: f.conversation_id,
-            user_id: f.user_id,
-            status: f.status,
-            text: f.text,
-            truncated: f.truncated,
-            created_at_ms: f.created_ms,
-            completed_at_ms: f.ended_ms,
-            meta: f.meta.unwrap_or(serde_json::Value::Null),
-        };
-        Ok(Assembled::Ended(final_turn(record, traces, self.max_text)))
+        self.finished()?.assemble(user, turn_id).await.map_err(domain)
     }
-}
-
-enum Assembled {
-    Ended(FinalTurn),
-    Streaming,
-    Gone,
 }
 
 #[async_trait]
@@ -191,24 +176,7 @@ impl Outbox for RedisOutbox {
                 .map_err(unavailable)?,
         };
         if let Some(user) = user {
-            let t = self.keys.turn(&user, turn_id);
-            let ttl = self.turn_retention.as_millis() as u64;
-            let _: i64 = self
-                .scripts
-                .touch
-                .key(t.state)
-                .key(t.text)
-                .key(t.traces)
-                .arg(ttl)
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)?;
-            let _: i64 = redis::cmd("PEXPIRE")
-                .arg(self.keys.turn_index(turn_id))
-                .arg(ttl)
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)?;
+            self.finished()?.stored(&user, turn_id).await.map_err(domain)?;
         }
         self.done(turn_id).await
     }

@@ -2,31 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::backplane::record::{Outcome, Read, from_pairs};
+use crate::hub::{Entry, kind_of};
 use redis::Value;
-use serde_json::Value as Json;
-use wire::TurnStatus;
-
-use super::conn::RedisConn;
-use super::keys::Keys;
-use super::scripts::Scripts;
-use super::subs::event_kind;
-use crate::hub::Entry;
-
-/// Runs `READ_TURN` for a turn of `user` (see the script for `owner` and `what`).
-pub async fn turn(
-    conn: &RedisConn,
-    scripts: &Scripts,
-    keys: &Keys,
-    user: &str,
-    turn_id: &str,
-    owner: &str,
-    what: &str,
-) -> redis::RedisResult<Option<Value>> {
-    let t = keys.turn(user, turn_id);
-    let mut inv = scripts.read_turn.key(keys.log(user).meta);
-    inv.key(t.state).key(t.text).key(t.traces).arg(owner).arg(what);
-    inv.invoke_async(&mut conn.clone()).await
-}
 
 fn text(v: &Value) -> Result<String, String> {
     match v {
@@ -49,57 +27,34 @@ fn items(v: Value) -> Result<Vec<Value>, String> {
     }
 }
 
-pub fn status(s: &str) -> Result<TurnStatus, String> {
-    Ok(match s {
-        "streaming" => TurnStatus::Streaming,
-        "completed" => TurnStatus::Completed,
-        "cancelled" => TurnStatus::Cancelled,
-        "failed" => TurnStatus::Failed,
-        other => return Err(format!("unknown turn status {other:?}")),
-    })
+/// What `READ_RECORD` returns: `None` when the record is absent.
+pub fn record(v: Value) -> Result<Option<Read>, String> {
+    let [head, fields, txt, list] = <[Value; 4]>::try_from(items(v)?)
+        .map_err(|f| format!("record reply of {} parts", f.len()))?;
+    let fields = items(fields)?.iter().map(text).collect::<Result<Vec<_>, _>>()?;
+    let Some(record) = from_pairs(fields)? else { return Ok(None) };
+    Ok(Some(Read {
+        record,
+        text: text(&txt)?,
+        items: items(list)?.iter().map(text).collect::<Result<_, _>>()?,
+        head: number(&head, "head")?,
+    }))
 }
 
-/// A turn as `READ_TURN` returns it.
-pub struct TurnFields {
-    pub user_id: String,
-    pub conversation_id: String,
-    pub status: TurnStatus,
-    pub next_index: u64,
-    pub chars: u64,
-    pub created_ms: i64,
-    pub meta: Option<Json>,
-    pub truncated: bool,
-    pub ended_ms: i64,
-    /// The user's log head, read in the same step.
-    pub head: u64,
-    pub text: String,
-    pub traces: Vec<String>,
-}
-
-impl TurnFields {
-    pub fn parse(v: Value) -> Result<TurnFields, String> {
-        let f = items(v)?;
-        let [user, conv, st, next, chars, _start, created, meta, trunc, ended, head, txt, traces] =
-            <[Value; 13]>::try_from(f).map_err(|f| format!("turn reply of {} fields", f.len()))?;
-        let meta = text(&meta)?;
-        Ok(TurnFields {
-            user_id: text(&user)?,
-            conversation_id: text(&conv)?,
-            status: status(&text(&st)?)?,
-            next_index: number(&next, "next")?,
-            chars: number(&chars, "chars")?,
-            created_ms: number(&created, "created")?,
-            meta: if meta.is_empty() {
-                None
-            } else {
-                Some(serde_json::from_str(&meta).map_err(|e| format!("turn meta: {e}"))?)
-            },
-            truncated: text(&trunc)? == "1",
-            ended_ms: number(&ended, "ended")?,
-            head: number(&head, "head")?,
-            text: text(&txt)?,
-            traces: items(traces)?.iter().map(text).collect::<Result<_, _>>()?,
-        })
+/// What `APPEND_IF` returns.
+pub fn outcome(v: Value) -> Result<Outcome, String> {
+    let f = items(v)?;
+    match f.first().map(|v| number::<i64>(v, "outcome")).transpose()? {
+        Some(1) if f.len() == 4 => Ok(Outcome::Appended {
+            first: number(&f[1], "first")?,
+            last: number(&f[2], "last")?,
+            version: number(&f[3], "version")?,
+        }),
+        Some(0) if f.len() == 2 => {
+            let fields = items(f[1].clone())?.iter().map(text).collect::<Result<Vec<_>, _>>()?;
+            Ok(Outcome::Refused(from_pairs(fields)?))
+        }
+        _ => Err(format!("append reply {f:?}")),
     }
 }
 
@@ -145,6 +100,6 @@ fn entry(epoch: &Arc<str>, item: &str) -> Result<Entry, String> {
         .and_then(|r| r.split(',').next())
         .and_then(|n| n.parse().ok())
         .ok_or("log item without seq")?;
-    let kind = event_kind(json).ok_or("log item of unknown type")?;
+    let kind = kind_of(json).ok_or("log item without a type")?;
     Ok(Entry::with_json(epoch.clone(), seq, kind, json.to_owned()))
 }

@@ -1,6 +1,7 @@
-//! The Lua scripts: each is one atomic step in one user's slot (or the outbox's).
+//! The Lua scripts: each is one atomic step in one user's slot (or the outbox's). None holds a
+//! domain rule: [`APPEND_IF`] takes its condition and changes as data.
 //!
-//! Every script that publishes starts with [`PRELUDE`]: `append` gives the event the next
+//! The appending script starts with [`PRELUDE`]: `append` gives the event the next
 //! `seq`, keeps it in the user's log (capped by count and age, the whole log expiring when idle)
 //! and publishes `<epoch>\n<seq>\n<json>` on the user's channel, in one step, so the order nodes
 //! receive events in is the order of their seqs, and no node sees a gap. A log that is gone
@@ -80,117 +81,76 @@ local function append(body)
 end
 "#;
 
-/// An event with nothing else to change (`notification.read`). ARGV[6] the event body.
-const PUBLISH: &str = "return append(ARGV[6])";
-
-/// A notification, published once per dedup key within the window. KEYS[3] the dedup key;
-/// ARGV[6] window ms (`0`: no key), ARGV[7] id, ARGV[8] body. → {fresh, "<id>|<seq>"}
-const NOTIFY: &str = r#"
-if ARGV[6] ~= '0' then
-  local seen = redis.call('GET', KEYS[3])
-  if seen then return {0, seen} end
+/// The one appending script: events appended to the log *if* a precondition on a record holds,
+/// the record changed in the same step. It knows nothing of turns or notifications (see
+/// `backplane::record`). KEYS[3] record (HASH), KEYS[4] its text (STRING), KEYS[5] its items
+/// (LIST). ARGV[6] expect: `` no record | `*` any | `-` absent | `=<field>\n<value>` that
+/// field has that value | a version; ARGV[7] keep: ``
+/// unchanged | `0` forever | ms; ARGV[8] fields set, n; ARGV[9] text appended; ARGV[10] items
+/// pushed, m; then n field/value pairs, m items, and the events (bodies without seq).
+/// → {1, first seq, last seq, version} | {0, the record's fields (empty: absent)}
+/// A blob made now takes the record's expiry, so nothing of a record outlives it.
+const APPEND_IF: &str = r#"
+local r, expect, keep = KEYS[3], ARGV[6], ARGV[7]
+local nset, text, nitems = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
+local v = false
+if expect ~= '' then
+  v = redis.call('HGET', r, 'v')
+  local ok
+  if expect == '-' then ok = not v
+  elseif expect == '*' then ok = true
+  elseif string.sub(expect, 1, 1) == '=' then
+    local nl = string.find(expect, '\n', 1, true)
+    ok = v and redis.call('HGET', r, string.sub(expect, 2, nl - 1)) == string.sub(expect, nl + 1)
+  else ok = v == expect end
+  if not ok then return {0, redis.call('HGETALL', r)} end
 end
-local seq = append(ARGV[8])
-local answer = ARGV[7] .. '|' .. seq
-if ARGV[6] ~= '0' then redis.call('SET', KEYS[3], answer, 'PX', ARGV[6]) end
-return {1, answer}
-"#;
-
-/// Starts a turn unless its state exists. KEYS[3] turn state; ARGV[6] user, ARGV[7]
-/// conversation, ARGV[8] ttl ms while streaming, ARGV[9] created (Unix ms), ARGV[10] meta JSON
-/// (empty: none), ARGV[11] the `turn.start` body. → {1 created | 0 same turn | -1 conflict, seq}
-const CREATE_TURN: &str = r#"
-local t = KEYS[3]
-if redis.call('EXISTS', t) == 1 then
-  local f = redis.call('HMGET', t, 'user', 'conv', 'start')
-  if f[1] == ARGV[6] and f[2] == ARGV[7] then return {0, tonumber(f[3])} end
-  return {-1, 0}
+local events = 11 + 2 * nset + nitems
+local first, last = 0, 0
+for i = events, #ARGV do
+  last = append(ARGV[i])
+  if first == 0 then first = last end
 end
-local seq = append(ARGV[11])
-redis.call('HSET', t, 'user', ARGV[6], 'conv', ARGV[7], 'status', 'streaming', 'next', 0,
-  'chars', 0, 'start', seq, 'created', ARGV[9], 'meta', ARGV[10], 'trunc', 0, 'tlen', 0,
-  'last', ARGV[9])
-redis.call('PEXPIRE', t, ARGV[8])
-return {1, seq}
-"#;
-
-/// Applies items to a turn, each changing it and publishing its event, stopping at an ended
-/// turn. KEYS[3] state, KEYS[4] text, KEYS[5] traces; ARGV[6] owner (empty: any; else another
-/// user's turn is not found), ARGV[7] ttl ms while streaming, ARGV[8] longest text kept,
-/// ARGV[9] the turn id as a JSON string; then 4 per item from ARGV[10]:
-/// `d`, text as a JSON string, raw text, its chars | `t`, event body, trace record, - |
-/// `e`, event body, status, -.
-/// → {accepted, last seq, "ok" | "not_found" | "ended", status}
-/// The turn's counters are read once and written once; its keys' expiry is pushed back when
-/// they are made and every 256 items; an ended turn's keys stop expiring until it is stored.
-const APPLY: &str = r#"
-local t = KEYS[3]
-local f = redis.call('HMGET', t, 'user', 'status', 'next', 'chars', 'trunc', 'tlen')
-if not f[1] or (ARGV[6] ~= '' and f[1] ~= ARGV[6]) then return {0, 0, 'not_found', ''} end
-local status, nexti, nchars = f[2], tonumber(f[3]), tonumber(f[4])
-local trunc, tlen, max = f[5] == '1', tonumber(f[6] or '0'), tonumber(ARGV[8])
-local accepted, last, outcome, ended, touched = 0, 0, 'ok', false, false
-for i = 10, #ARGV, 4 do
-  if status ~= 'streaming' then outcome = 'ended' break end
-  local kind = ARGV[i]
-  if kind == 'd' then
-    last = append('{"type":"turn.delta","turn_id":' .. ARGV[9] .. ',"index":' .. nexti ..
-      ',"text":' .. ARGV[i + 1] .. '}')
-    nexti = nexti + 1
-    nchars = nchars + tonumber(ARGV[i + 3])
-    if not trunc then
-      local piece = ARGV[i + 2]
-      if tlen + #piece > max then
-        local cut = max - tlen
-        while cut > 0 and string.byte(piece, cut + 1) >= 128 and string.byte(piece, cut + 1) < 192 do
-          cut = cut - 1
-        end
-        piece = string.sub(piece, 1, cut)
-        trunc = true
-      end
-      if #piece > 0 then
-        tlen = redis.call('APPEND', KEYS[4], piece)
-        if tlen == #piece then touched = true end
-      end
-    end
-  elseif kind == 't' then
-    last = append(ARGV[i + 1])
-    if redis.call('RPUSH', KEYS[5], ARGV[i + 2]) == 1 then touched = true end
-  else
-    last = append(ARGV[i + 1])
-    status = ARGV[i + 2]
-    redis.call('HSET', t, 'status', status, 'ended', now_ms())
-    ended = true
-  end
-  accepted = accepted + 1
-  if nexti % 256 == 0 then touched = true end
+if expect == '' then return {1, first, last, 0} end
+local version = redis.call('HINCRBY', r, 'v', 1)
+if not v and first > 0 then redis.call('HSET', r, 'seq0', first) end
+if last > 0 then redis.call('HSET', r, 'seq', last) end
+for i = 11, 10 + 2 * nset, 2 do redis.call('HSET', r, ARGV[i], ARGV[i + 1]) end
+local made = {}
+if #text > 0 and redis.call('APPEND', KEYS[4], text) == #text then made[#made + 1] = KEYS[4] end
+for i = 11 + 2 * nset, events - 1 do
+  if redis.call('RPUSH', KEYS[5], ARGV[i]) == 1 then made[#made + 1] = KEYS[5] end
 end
-if accepted > 0 then
-  redis.call('HSET', t, 'next', nexti, 'chars', nchars, 'trunc', trunc and 1 or 0, 'tlen', tlen,
-    'last', now_ms())
-end
-if ended then
+if keep == '0' then
   for k = 3, 5 do redis.call('PERSIST', KEYS[k]) end
-elseif touched and status == 'streaming' then
-  for k = 3, 5 do redis.call('PEXPIRE', KEYS[k], ARGV[7]) end
+elseif keep ~= '' then
+  for k = 3, 5 do redis.call('PEXPIRE', KEYS[k], keep) end
+else
+  local ttl = redis.call('PTTL', r)
+  if ttl > 0 then for _, k in ipairs(made) do redis.call('PEXPIRE', k, ttl) end end
 end
-return {accepted, last, outcome, status}
+return {1, first, last, version}
 "#;
 
-/// Reads a turn. KEYS[1] meta, KEYS[2] state, KEYS[3] text, KEYS[4] traces; ARGV[1] owner
-/// (empty: any), ARGV[2] `state` | `snapshot` (with text) | `final` (with text and traces).
-/// → nil, or {user, conv, status, next, chars, start, created, meta, trunc, ended, head, text,
-/// traces}: the log head read in the same step (a snapshot's `as_of_seq`).
-const READ_TURN: &str = r#"
-local f = redis.call('HMGET', KEYS[2], 'user', 'conv', 'status', 'next', 'chars', 'start',
-  'created', 'meta', 'trunc', 'ended')
-if not f[1] or (ARGV[1] ~= '' and f[1] ~= ARGV[1]) then return false end
+/// Reads a record. KEYS[1] log meta, KEYS[2] record, KEYS[3] text, KEYS[4] items; ARGV[1]
+/// `1`: with the text, ARGV[2] `1`: with the items. → {head, fields, text, items}: the head
+/// read in the same step (a snapshot's `as_of_seq`); no fields: absent.
+const READ_RECORD: &str = r#"
 local head = redis.call('HGET', KEYS[1], 'head') or '0'
-local text, traces = '', {}
-if ARGV[2] ~= 'state' then text = redis.call('GET', KEYS[3]) or '' end
-if ARGV[2] == 'final' then traces = redis.call('LRANGE', KEYS[4], 0, -1) end
-return {f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8] or '', f[9], f[10] or '0', head, text,
-  traces}
+local fields = redis.call('HGETALL', KEYS[2])
+local text, items = '', {}
+if #fields > 0 and ARGV[1] == '1' then text = redis.call('GET', KEYS[3]) or '' end
+if #fields > 0 and ARGV[2] == '1' then items = redis.call('LRANGE', KEYS[4], 0, -1) end
+return {head, fields, text, items}
+"#;
+
+/// Sets how long a record and its blobs live. KEYS record, text, items; ARGV[1] `0`: forever,
+/// else ms.
+const KEEP: &str = r#"
+for i = 1, #KEYS do
+  if ARGV[1] == '0' then redis.call('PERSIST', KEYS[i]) else redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return 1
 "#;
 
 /// The log's epoch and head, and the events `after < seq <= upto` if the log holds them all.
@@ -303,11 +263,9 @@ return {redis.call('ZCARD', KEYS[1]), oldest[2] or '', redis.call('HLEN', KEYS[5
 
 /// Every script, called by hash (sent in full when Redis does not know it: after a restart).
 pub struct Scripts {
-    pub publish: Script,
-    pub notify: Script,
-    pub create_turn: Script,
-    pub apply: Script,
-    pub read_turn: Script,
+    pub append_if: Script,
+    pub read_record: Script,
+    pub keep: Script,
     pub read_log: Script,
     pub touch: Script,
     pub outbox_add: Script,
@@ -323,11 +281,9 @@ impl Scripts {
     pub fn new() -> Self {
         let appending = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
-            publish: appending(PUBLISH),
-            notify: appending(NOTIFY),
-            create_turn: appending(CREATE_TURN),
-            apply: appending(APPLY),
-            read_turn: Script::new(READ_TURN),
+            append_if: appending(APPEND_IF),
+            read_record: Script::new(READ_RECORD),
+            keep: Script::new(KEEP),
             read_log: Script::new(READ_LOG),
             touch: Script::new(TOUCH),
             outbox_add: Script::new(OUTBOX_ADD),
@@ -346,11 +302,9 @@ impl Scripts {
     /// start do not each fail with NOSCRIPT and send the script again.
     pub async fn load(&self, conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
         for s in [
-            &self.publish,
-            &self.notify,
-            &self.create_turn,
-            &self.apply,
-            &self.read_turn,
+            &self.append_if,
+            &self.read_record,
+            &self.keep,
             &self.read_log,
             &self.touch,
             &self.outbox_add,

@@ -1,6 +1,7 @@
-//! The behaviour every [`Backplane`] must show. A fixture is two nodes sharing one backplane
-//! (the in-memory one: the same node twice; Redis: two backplanes on one Redis) and the drain
-//! side of its outbox; each check gets a fresh fixture. Endpoints read through the same
+//! The domain's rules, and the log behaviour they stand on, checked on every backplane. A
+//! fixture is two nodes sharing one backplane (the in-memory one: the same node twice; Redis:
+//! two backplanes on one Redis), each with its own turn and notification services, and the
+//! drain side of the outbox; each check gets a fresh fixture. Endpoints read through the same
 //! [`Feed`] a real connection uses, so what is checked is what a client would see.
 
 use std::sync::Arc;
@@ -12,15 +13,31 @@ use store_client::Outbox;
 use wire::api::{CreateNotification, EndItem, EventItem, TraceItem};
 use wire::{EventBody, LogEvent, TurnStatus};
 
-use super::{Backplane, NewTurn, TurnError};
+use super::{NewTurn, Notifications, TurnError, TurnSink, Turns, TurnsConfig};
+use crate::backplane::Backplane;
 use crate::hub::{Attachment, Hub, Ready, ResumeFrom};
 use crate::transport::feed::Feed;
 
-/// One gateway node: its backplane and its hub of endpoints.
+/// One gateway node: its backplane, its hub of endpoints and the domain over them.
 #[derive(Clone)]
 pub struct Node {
     pub backplane: Arc<dyn Backplane>,
     pub hub: Arc<Hub>,
+    pub turns: Arc<Turns>,
+    pub notes: Arc<Notifications>,
+}
+
+impl Node {
+    pub fn new(backplane: Arc<dyn Backplane>, hub: Arc<Hub>, sink: Arc<dyn TurnSink>) -> Node {
+        let cfg = TurnsConfig {
+            max_text: 1 << 20,
+            turn_idle: Duration::from_secs(600),
+            turn_retention: Duration::from_secs(3600),
+        };
+        let turns = Arc::new(Turns::new(backplane.clone(), sink, cfg));
+        let notes = Arc::new(Notifications::new(backplane.clone(), Duration::from_secs(3600)));
+        Node { backplane, hub, turns, notes }
+    }
 }
 
 pub struct Fixture {
@@ -126,6 +143,8 @@ pub async fn run_all(f: &dyn Factory) {
     notification_dedup_holds_across_nodes(f.make(100).await).await;
     missed_events_can_be_read_back(f.make(100).await).await;
     users_whose_names_look_alike_stay_apart(f.make(100).await).await;
+    producers_on_two_nodes_race_and_indexes_stay_whole(f.make(10_000).await).await;
+    a_cancel_racing_deltas_is_the_last_event(f.make(10_000).await).await;
 }
 
 pub async fn every_endpoint_on_every_node_gets_every_event_in_order(fx: Fixture) {
@@ -136,13 +155,13 @@ pub async fn every_endpoint_on_every_node_gets_every_event_in_order(fx: Fixture)
     assert_eq!(on_a.att.epoch, on_b.att.epoch, "one log, one epoch, on every node");
     for i in 0..20 {
         let node = if i % 2 == 0 { &fx.a } else { &fx.b };
-        let seq = node.backplane.mark_read(&u1, &format!("n{i}")).await.unwrap();
+        let seq = node.notes.mark_read(&u1, &format!("n{i}")).await.unwrap();
         assert_eq!(seq, i + 1, "seq is contiguous from 1 whichever node appends");
     }
     let a = on_a.take(20).await;
     assert_eq!(seqs(&a), (1..=20).collect::<Vec<_>>());
     assert_eq!(a, on_b.take(20).await, "both nodes' endpoints saw the same events");
-    let (sent, _) = fx.b.backplane.notify(note(&u2, "for u2", None)).await.unwrap();
+    let (sent, _) = fx.b.notes.notify(note(&u2, "for u2", None)).await.unwrap();
     let got = other.take(1).await;
     assert_eq!(got[0].seq, 1, "another user's log is apart");
     assert_eq!(sent.seq, 1);
@@ -152,13 +171,13 @@ pub async fn resume_replays_exactly_what_was_missed(fx: Fixture) {
     let u = unique("u");
     let first = Endpoint::attach(&fx.a, &u, None).await;
     for i in 0..5 {
-        fx.a.backplane.mark_read(&u, &format!("r{i}")).await.unwrap();
+        fx.a.notes.mark_read(&u, &format!("r{i}")).await.unwrap();
     }
     let mut back = Endpoint::attach(&fx.b, &u, Some(&first.resume_point(2))).await;
     assert!(back.att.resumed);
     assert_eq!(back.att.head, 5);
     assert_eq!(back.replayed(), vec![3, 4, 5]);
-    fx.a.backplane.mark_read(&u, "live").await.unwrap();
+    fx.a.notes.mark_read(&u, "live").await.unwrap();
     assert_eq!(seqs(&back.take(1).await), vec![6], "live continues the replay, no overlap");
 
     let wrong = ResumeFrom { epoch: "another-life".into(), after: 2 };
@@ -174,7 +193,7 @@ pub async fn resume_fails_once_the_log_no_longer_holds_the_events(fx: Fixture) {
     let u = unique("u");
     let first = Endpoint::attach(&fx.a, &u, None).await;
     for i in 0..6 {
-        fx.b.backplane.mark_read(&u, &format!("t{i}")).await.unwrap();
+        fx.b.notes.mark_read(&u, &format!("t{i}")).await.unwrap();
     }
     let e = Endpoint::attach(&fx.a, &u, Some(&first.resume_point(1))).await;
     assert!(!e.att.resumed, "seq 2 and 3 were trimmed (3 kept)");
@@ -186,16 +205,16 @@ pub async fn resume_fails_once_the_log_no_longer_holds_the_events(fx: Fixture) {
 pub async fn turns_behave_the_same_whichever_node_is_asked(fx: Fixture) {
     let (u, id) = (unique("u"), unique("t"));
     let mut device = Endpoint::attach(&fx.a, &u, None).await;
-    let (created, fresh) = fx.a.backplane.create_turn(turn(&u, "c", &id)).await.unwrap();
+    let (created, fresh) = fx.a.turns.create(turn(&u, "c", &id)).await.unwrap();
     assert!(fresh);
-    let (again, fresh) = fx.b.backplane.create_turn(turn(&u, "c", &id)).await.unwrap();
+    let (again, fresh) = fx.b.turns.create(turn(&u, "c", &id)).await.unwrap();
     assert_eq!((again.seq, fresh), (created.seq, false), "idempotent on any node");
     assert!(matches!(
-        fx.b.backplane.create_turn(turn(&u, "other-conv", &id)).await,
+        fx.b.turns.create(turn(&u, "other-conv", &id)).await,
         Err(TurnError::Conflict(_))
     ));
     assert!(matches!(
-        fx.a.backplane.create_turn(turn("someone-else", "c", &id)).await,
+        fx.a.turns.create(turn("someone-else", "c", &id)).await,
         Err(TurnError::Conflict(_))
     ));
 
@@ -205,28 +224,22 @@ pub async fn turns_behave_the_same_whichever_node_is_asked(fx: Fixture) {
         delta("lo "),
         delta("wörld"),
     ];
-    let applied = fx.b.backplane.apply(&id, items).await;
+    let applied = fx.b.turns.apply(&id, items).await;
     assert_eq!((applied.accepted, applied.refused.clone()), (4, None));
-    let snap = fx.a.backplane.snapshot(&u, &id).await.unwrap();
+    let snap = fx.a.turns.snapshot(&u, &id).await.unwrap();
     assert_eq!((snap.text.as_str(), snap.next_index), ("Hello wörld", 3));
     assert_eq!(snap.as_of_seq, applied.last_seq.unwrap(), "consistent with the log position");
-    let state = fx.b.backplane.turn(&id).await.unwrap();
+    let state = fx.b.turns.state(&id).await.unwrap();
     assert_eq!((state.text_len, state.status), (11, TurnStatus::Streaming));
-    assert!(matches!(
-        fx.a.backplane.snapshot("someone-else", &id).await,
-        Err(TurnError::NotFound(_))
-    ));
-    assert!(matches!(
-        fx.b.backplane.cancel("someone-else", &id).await,
-        Err(TurnError::NotFound(_))
-    ));
+    assert!(matches!(fx.a.turns.snapshot("someone-else", &id).await, Err(TurnError::NotFound(_))));
+    assert!(matches!(fx.b.turns.cancel("someone-else", &id).await, Err(TurnError::NotFound(_))));
 
-    let end_seq = fx.b.backplane.cancel(&u, &id).await.unwrap();
-    let late = fx.a.backplane.apply(&id, vec![delta("late")]).await;
+    let end_seq = fx.b.turns.cancel(&u, &id).await.unwrap();
+    let late = fx.a.turns.apply(&id, vec![delta("late")]).await;
     assert_eq!(late.accepted, 0);
     assert!(matches!(late.refused, Some(TurnError::Ended { status: TurnStatus::Cancelled, .. })));
-    assert!(matches!(fx.a.backplane.cancel(&u, &id).await, Err(TurnError::Ended { .. })));
-    assert_eq!(fx.a.backplane.turn(&id).await.unwrap().status, TurnStatus::Cancelled);
+    assert!(matches!(fx.a.turns.cancel(&u, &id).await, Err(TurnError::Ended { .. })));
+    assert_eq!(fx.a.turns.state(&id).await.unwrap().status, TurnStatus::Cancelled);
 
     let seen = device.take(6).await;
     let kinds: Vec<&str> = seen.iter().map(|e| e.body.kind()).collect();
@@ -243,36 +256,34 @@ pub async fn turns_behave_the_same_whichever_node_is_asked(fx: Fixture) {
         })
         .collect();
     assert_eq!(indexes, [0, 1, 2]);
-    assert!(matches!(fx.a.backplane.turn("no-such-turn").await, Err(TurnError::NotFound(_))));
+    assert!(matches!(fx.a.turns.state("no-such-turn").await, Err(TurnError::NotFound(_))));
 }
 
 pub async fn a_batch_stops_at_the_first_refused_item(fx: Fixture) {
     let (u, id) = (unique("u"), unique("t"));
-    fx.a.backplane.create_turn(turn(&u, "c", &id)).await.unwrap();
-    let bad_end = fx.a.backplane.apply(&id, vec![delta("a"), end(TurnStatus::Cancelled)]).await;
+    fx.a.turns.create(turn(&u, "c", &id)).await.unwrap();
+    let bad_end = fx.a.turns.apply(&id, vec![delta("a"), end(TurnStatus::Cancelled)]).await;
     assert_eq!(bad_end.accepted, 1);
     assert!(matches!(bad_end.refused, Some(TurnError::Invalid(_))), "producers cannot cancel");
     let applied =
-        fx.b.backplane
-            .apply(&id, vec![delta("b"), end(TurnStatus::Completed), delta("never")])
-            .await;
+        fx.b.turns.apply(&id, vec![delta("b"), end(TurnStatus::Completed), delta("never")]).await;
     assert_eq!(applied.accepted, 2);
     assert!(matches!(applied.refused, Some(TurnError::Ended { .. })));
-    let state = fx.a.backplane.turn(&id).await.unwrap();
+    let state = fx.a.turns.state(&id).await.unwrap();
     assert_eq!((state.next_index, state.status), (2, TurnStatus::Completed));
-    let unknown = fx.a.backplane.apply("no-such-turn", vec![delta("x")]).await;
+    let unknown = fx.a.turns.apply("no-such-turn", vec![delta("x")]).await;
     assert!(matches!(unknown.refused, Some(TurnError::NotFound(_))));
 }
 
 pub async fn an_ended_turn_waits_in_the_outbox_once_with_its_exact_text(fx: Fixture) {
     let (u, id) = (unique("u"), unique("t"));
-    fx.a.backplane.create_turn(turn(&u, "conv", &id)).await.unwrap();
+    fx.a.turns.create(turn(&u, "conv", &id)).await.unwrap();
     let trace = EventItem::Trace(TraceItem { kind: "reasoning".into(), data: json!(["why"]) });
     let items = vec![delta("ab"), trace, delta("cé"), end(TurnStatus::Completed)];
-    assert_eq!(fx.b.backplane.apply(&id, items).await.accepted, 4);
+    assert_eq!(fx.b.turns.apply(&id, items).await.accepted, 4);
     // Ended again, and cancelled: refused, never a second entry.
-    assert!(fx.a.backplane.apply(&id, vec![end(TurnStatus::Failed)]).await.refused.is_some());
-    assert!(fx.a.backplane.cancel(&u, &id).await.is_err());
+    assert!(fx.a.turns.apply(&id, vec![end(TurnStatus::Failed)]).await.refused.is_some());
+    assert!(fx.a.turns.cancel(&u, &id).await.is_err());
     let stats = fx.outbox.stats().await.unwrap();
     assert_eq!(stats.depth, 1);
     let pending = fx.outbox.claim(10, Duration::from_secs(30)).await.unwrap();
@@ -293,13 +304,13 @@ pub async fn an_ended_turn_waits_in_the_outbox_once_with_its_exact_text(fx: Fixt
 pub async fn notification_dedup_holds_across_nodes(fx: Fixture) {
     let u = unique("u");
     let mut device = Endpoint::attach(&fx.b, &u, None).await;
-    let (first, fresh) = fx.a.backplane.notify(note(&u, "once", Some("k1"))).await.unwrap();
+    let (first, fresh) = fx.a.notes.notify(note(&u, "once", Some("k1"))).await.unwrap();
     assert!(fresh);
-    let (again, fresh) = fx.b.backplane.notify(note(&u, "twice", Some("k1"))).await.unwrap();
+    let (again, fresh) = fx.b.notes.notify(note(&u, "twice", Some("k1"))).await.unwrap();
     assert_eq!((again.clone(), fresh), (first.clone(), false), "the first id, nothing published");
-    let (_, fresh) = fx.b.backplane.notify(note(&unique("v"), "x", Some("k1"))).await.unwrap();
+    let (_, fresh) = fx.b.notes.notify(note(&unique("v"), "x", Some("k1"))).await.unwrap();
     assert!(fresh, "keys are per user");
-    let (next, _) = fx.a.backplane.notify(note(&u, "next", None)).await.unwrap();
+    let (next, _) = fx.a.notes.notify(note(&u, "next", None)).await.unwrap();
     let seen = device.take(2).await;
     assert_eq!(seqs(&seen), vec![first.seq, next.seq]);
     assert!(matches!(&seen[0].body, EventBody::Notification { title, .. } if title == "once"));
@@ -309,7 +320,7 @@ pub async fn missed_events_can_be_read_back(fx: Fixture) {
     let u = unique("u");
     let e = Endpoint::attach(&fx.a, &u, None).await;
     for i in 0..5 {
-        fx.b.backplane.mark_read(&u, &format!("m{i}")).await.unwrap();
+        fx.b.notes.mark_read(&u, &format!("m{i}")).await.unwrap();
     }
     let got = fx.a.backplane.missed(&u, &e.att.epoch, 1, 3).await.unwrap().expect("held");
     assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
@@ -335,7 +346,7 @@ pub async fn users_whose_names_look_alike_stay_apart(fx: Fixture) {
         devices.push(Endpoint::attach(&fx.a, u, None).await);
     }
     for (i, u) in users.iter().enumerate() {
-        let seq = fx.b.backplane.mark_read(u, &format!("n{i}")).await.unwrap();
+        let seq = fx.b.notes.mark_read(u, &format!("n{i}")).await.unwrap();
         assert_eq!(seq, 1, "{u:?} has a log of its own");
     }
     for (i, (u, device)) in users.iter().zip(devices.iter_mut()).enumerate() {
@@ -348,4 +359,84 @@ pub async fn users_whose_names_look_alike_stay_apart(fx: Fixture) {
         let later = tokio::time::timeout(Duration::from_millis(50), device.att.outbox.ready());
         assert!(later.await.is_err(), "{u:?} received another user's event");
     }
+}
+
+/// Two producers feeding one turn from two nodes at once: every delta lands once, indexes rise
+/// with seq without a hole (a record that moved under a batch is decided again).
+pub async fn producers_on_two_nodes_race_and_indexes_stay_whole(fx: Fixture) {
+    let (u, id) = (unique("u"), unique("t"));
+    let mut device = Endpoint::attach(&fx.a, &u, None).await;
+    fx.a.turns.create(turn(&u, "c", &id)).await.unwrap();
+    let feed = |node: Node, tag: &'static str| {
+        let id = id.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let items = (0..5).map(|k| delta(&format!("{tag}{i}.{k} "))).collect();
+                let a = node.turns.apply(&id, items).await;
+                assert_eq!((a.accepted, a.refused), (5, None));
+            }
+        })
+    };
+    let (x, y) = (feed(fx.a.clone(), "a"), feed(fx.b.clone(), "b"));
+    x.await.unwrap();
+    y.await.unwrap();
+    let seen = device.take(401).await;
+    let indexes: Vec<u64> = seen
+        .iter()
+        .filter_map(|e| match e.body {
+            EventBody::TurnDelta { index, .. } => Some(index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(indexes, (0..400).collect::<Vec<_>>());
+    let snap = fx.b.turns.snapshot(&u, &id).await.unwrap();
+    assert_eq!(snap.next_index, 400);
+    let joined: String = seen
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::TurnDelta { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(snap.text, joined, "the kept text is the deltas in index order");
+}
+
+/// A device cancels while a producer streams from the other node: the `turn.end` is the turn's
+/// last event, every later batch is refused, and the stored text is what was streamed.
+pub async fn a_cancel_racing_deltas_is_the_last_event(fx: Fixture) {
+    let (u, id) = (unique("u"), unique("t"));
+    let mut device = Endpoint::attach(&fx.a, &u, None).await;
+    fx.a.turns.create(turn(&u, "c", &id)).await.unwrap();
+    let producer = {
+        let (node, id) = (fx.b.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut sent = 0;
+            for i in 0..200 {
+                let a = node.turns.apply(&id, vec![delta(&format!("{i} ")), delta("x")]).await;
+                sent += a.accepted;
+                if a.refused.is_some() {
+                    assert!(matches!(a.refused, Some(TurnError::Ended { .. })), "{a:?}");
+                    break;
+                }
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let end_seq = fx.a.turns.cancel(&u, &id).await.unwrap();
+    let sent = producer.await.unwrap();
+    let seen = device.take(sent as usize + 2).await;
+    assert_eq!(seen.last().unwrap().seq, end_seq, "nothing after the end");
+    assert!(matches!(seen.last().unwrap().body, EventBody::TurnEnd { .. }));
+    let pending = fx.outbox.claim(10, Duration::from_secs(30)).await.unwrap();
+    let stored = &pending.iter().find(|p| p.turn.turn.turn_id == id).expect("in the outbox").turn;
+    assert_eq!(stored.turn.status, TurnStatus::Cancelled);
+    let streamed: String = seen
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::TurnDelta { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored.turn.text, streamed);
 }

@@ -1,0 +1,77 @@
+//! The domain: every rule of turns and notifications, written once, in Rust, over the
+//! [`Backplane`](crate::backplane::Backplane) log whatever its backend. A rule becomes an
+//! [`Append`](crate::backplane::Append): events to append if a record is as expected, the record's
+//! change beside them; the backend only stores, orders and fans out.
+//!
+//! - [`turn`]: a turn's record and the pure rules of its lifecycle (what items do to it);
+//! - [`turns`]: the turn service (create, apply, cancel, snapshot, idle ends, crash recovery);
+//! - [`sink`]: where finished turns go before their `turn.end` (the embedded or Redis outbox);
+//! - [`notifications`]: dedup and read marks;
+//! - [`contract`]: these rules checked on every backend.
+//!
+//! A new event family is a module here plus its wire types.
+
+pub mod contract;
+pub mod notifications;
+mod recover;
+pub mod sink;
+pub mod turn;
+pub mod turns;
+
+pub use notifications::Notifications;
+pub use sink::TurnSink;
+pub use turns::{Turns, TurnsConfig};
+
+use wire::TurnStatus;
+
+use crate::backplane::Unavailable;
+
+/// Why a turn operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TurnError {
+    #[error("no turn {0:?}")]
+    NotFound(String),
+    #[error("turn {0:?} already exists for another user or conversation")]
+    Conflict(String),
+    #[error("turn {turn_id:?} has already ended ({})", status.as_str())]
+    Ended { turn_id: String, status: TurnStatus },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+/// A request to start a turn, validated.
+#[derive(Debug, Clone)]
+pub struct NewTurn {
+    pub user_id: String,
+    pub conversation_id: String,
+    pub turn_id: String,
+    pub meta: Option<serde_json::Value>,
+}
+
+/// What became of a batch of producer items: the first `accepted` were published (the last at
+/// `last_seq`); `refused`, when set, is why item number `accepted` was not, and nothing after it
+/// was tried.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub accepted: u64,
+    pub last_seq: Option<u64>,
+    pub refused: Option<TurnError>,
+}
+
+/// A turn's text so far, as of a position in its user's log (`turn.sync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub turn_id: String,
+    pub conversation_id: String,
+    pub status: TurnStatus,
+    pub text: String,
+    pub next_index: u64,
+    pub as_of_seq: u64,
+}
+
+/// Unicode scalar values in `text` (what `text_len` counts).
+pub fn chars(text: &str) -> u64 {
+    text.chars().count() as u64
+}

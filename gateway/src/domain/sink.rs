@@ -1,0 +1,158 @@
+//! Where a finished turn goes before its `turn.end` is published, so it reaches the store
+//! whatever happens after: the embedded outbox takes a whole copy (turn state is in memory and
+//! dies with the process); the Redis outbox takes only the turn's name (its state is already in
+//! Redis, and any node stores it from there).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use store_client::{EmbeddedOutbox, FinalTurn, Persister, TurnRecord};
+
+use crate::backplane::redis::RedisOutbox;
+use crate::backplane::{Keep, Unavailable};
+
+#[async_trait]
+pub trait TurnSink: Send + Sync {
+    /// Whether [`finishing`](Self::finishing) needs the finished turn whole.
+    fn wants_copy(&self) -> bool;
+
+    /// Called before the end is appended; an error leaves the turn streaming (the caller
+    /// answers 503 and the end may be sent again). May be called again for the same turn.
+    async fn finishing(
+        &self,
+        user: &str,
+        turn_id: &str,
+        copy: Option<FinalTurn>,
+    ) -> Result<(), Unavailable>;
+
+    /// The end was appended: the turn can be stored now.
+    fn ended(&self);
+
+    /// How long an ended turn's state is kept.
+    fn ended_keep(&self) -> Keep;
+
+    /// A turn started (embedded: noted, so a crash ends it rather than loses it).
+    async fn opened(&self, _turn: &TurnRecord) {}
+
+    /// Whether streaming turns' text is checkpointed (see [`checkpoint`](Self::checkpoint)).
+    fn checkpoints(&self) -> bool {
+        false
+    }
+
+    async fn checkpoint(
+        &self,
+        _turn_id: &str,
+        _text: &str,
+        _truncated: bool,
+        _next_index: u64,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Turns a previous life of this process left streaming, with their last checkpoint.
+    async fn interrupted(&self) -> Result<Vec<(TurnRecord, u64)>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// Embedded mode: the SQLite outbox in `GATEWAY_DATA_DIR`.
+pub struct EmbeddedSink {
+    pub outbox: Arc<EmbeddedOutbox>,
+    pub persister: Arc<Persister>,
+    /// How long an ended turn (and so its idempotency) is remembered.
+    pub turn_retention: std::time::Duration,
+}
+
+#[async_trait]
+impl TurnSink for EmbeddedSink {
+    fn wants_copy(&self) -> bool {
+        true
+    }
+
+    async fn finishing(
+        &self,
+        _user: &str,
+        turn_id: &str,
+        copy: Option<FinalTurn>,
+    ) -> Result<(), Unavailable> {
+        let Some(copy) = copy else { return Ok(()) };
+        if let Err(e) = self.outbox.enqueue(&copy).await {
+            tracing::error!(%turn_id, error = %e, "the outbox cannot take a finished turn");
+            return Err(Unavailable {
+                code: "outbox_unavailable",
+                message: "the turn could not be recorded for storage now; try the end again".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn ended(&self) {
+        self.persister.wake();
+    }
+
+    fn ended_keep(&self) -> Keep {
+        Keep::For(self.turn_retention)
+    }
+
+    async fn opened(&self, turn: &TurnRecord) {
+        // Unsynced: a crash of the process keeps it, and it costs no fsync.
+        if let Err(e) = self.outbox.open_turn(turn).await {
+            tracing::warn!(turn_id = %turn.turn_id, error = %e, "cannot note an open turn");
+        }
+    }
+
+    fn checkpoints(&self) -> bool {
+        true
+    }
+
+    async fn checkpoint(
+        &self,
+        turn_id: &str,
+        text: &str,
+        truncated: bool,
+        next_index: u64,
+    ) -> Result<(), String> {
+        self.outbox
+            .checkpoint(turn_id, text, truncated, next_index)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn interrupted(&self) -> Result<Vec<(TurnRecord, u64)>, String> {
+        self.outbox.interrupted().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Redis mode: the outbox holds the turn's name; its state stays in Redis until stored.
+pub struct RedisSink {
+    pub outbox: Arc<RedisOutbox>,
+    pub persister: Arc<Persister>,
+}
+
+#[async_trait]
+impl TurnSink for RedisSink {
+    fn wants_copy(&self) -> bool {
+        false
+    }
+
+    async fn finishing(
+        &self,
+        user: &str,
+        turn_id: &str,
+        _copy: Option<FinalTurn>,
+    ) -> Result<(), Unavailable> {
+        self.outbox.add(turn_id, user).await.map_err(|e| {
+            tracing::warn!(error = %e, "Redis call failed");
+            Unavailable { code: "redis_unavailable", message: "Redis cannot be reached now".into() }
+        })
+    }
+
+    fn ended(&self) {
+        self.persister.wake();
+    }
+
+    /// Kept until stored: the outbox reads it from here.
+    fn ended_keep(&self) -> Keep {
+        Keep::Forever
+    }
+}

@@ -124,6 +124,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("max_ndjson_line_bytes", "1048576", "largest NDJSON line of a streamed events body"),
     ("max_ndjson_body_bytes", "67108864", "largest streamed NDJSON body"),
     ("dedup_window_ms", "3600000", "how long a notification dedup_key is remembered"),
+    (
+        "notify_budget_per_hour",
+        "0",
+        "live notifications below high per user and window before the rest is digested (0: no budget); a user's budget_per_hour overrides it",
+    ),
+    ("notify_budget_window_ms", "3600000", "the sliding window the notification budget counts in"),
     ("turn_retention_ms", "3600000", "how long an ended turn's state (and idempotency) is kept"),
     ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
     ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),
@@ -218,6 +224,8 @@ pub struct Config {
     pub max_ndjson_line_bytes: u64,
     pub max_ndjson_body_bytes: u64,
     pub dedup_window_ms: u64,
+    pub notify_budget_per_hour: u64,
+    pub notify_budget_window_ms: u64,
     pub turn_retention_ms: u64,
     pub drain_timeout_ms: u64,
     pub reconnect_after_ms: u64,
@@ -275,6 +283,8 @@ impl Default for Config {
             max_ndjson_line_bytes: 1 << 20,
             max_ndjson_body_bytes: 64 << 20,
             dedup_window_ms: 3_600_000,
+            notify_budget_per_hour: 0,
+            notify_budget_window_ms: 3_600_000,
             turn_retention_ms: 3_600_000,
             drain_timeout_ms: 10_000,
             reconnect_after_ms: 1_000,
@@ -507,6 +517,10 @@ impl Config {
             "max_ndjson_line_bytes" => self.max_ndjson_line_bytes = parse::int(v, 1_024, 1 << 30)?,
             "max_ndjson_body_bytes" => self.max_ndjson_body_bytes = parse::int(v, 1_024, 1 << 40)?,
             "dedup_window_ms" => self.dedup_window_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
+            "notify_budget_per_hour" => self.notify_budget_per_hour = parse::int(v, 0, 1_000_000)?,
+            "notify_budget_window_ms" => {
+                self.notify_budget_window_ms = parse::int(v, 1_000, 86_400_000)?
+            }
             "turn_retention_ms" => self.turn_retention_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
             "drain_timeout_ms" => self.drain_timeout_ms = parse::int(v, 0, 600_000)?,
             "reconnect_after_ms" => self.reconnect_after_ms = parse::int(v, 0, 600_000)?,

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub turns_started: Counter,
     pub notifications: Counter,
     pub notifications_deduplicated: Counter,
+    /// Notifications by disposition: delivered, held, digested, suppressed.
+    pub dispositions: [Counter; 4],
     /// Bytes the retained user logs of this node hold (read from the hub when scraped).
     pub log_bytes: Gauge,
     /// Open TCP connections, against `GATEWAY_MAX_CONNECTIONS` (read when scraped).
@@ -69,6 +71,8 @@ impl Metrics {
             turns_started: counter("gateway_turns_started_total", &[]),
             notifications: counter("gateway_notifications_total", &[]),
             notifications_deduplicated: counter("gateway_notifications_deduplicated_total", &[]),
+            dispositions: ["delivered", "held", "digested", "suppressed"]
+                .map(|d| counter("gateway_notification_dispositions_total", &[("disposition", d)])),
             log_bytes: plain_gauge("gateway_log_bytes"),
             connections_open: plain_gauge("gateway_connections_open"),
             outbox_depth: plain_gauge("gateway_outbox_depth"),

@@ -13,6 +13,7 @@ use store_client::{
 
 use crate::backplane::redis::{RedisLink, RedisSettings};
 use crate::backplane::{Backplane, MemoryBackplane, RedisBackplane};
+use crate::domain::notifications::NotifyConfig;
 use crate::domain::sink::{EmbeddedSink, RedisSink};
 use crate::domain::{Notifications, TurnSink, Turns, TurnsConfig};
 use crate::hub::{Hub, Retention};
@@ -108,7 +109,7 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     };
     let backplane: Arc<dyn Backplane> = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
     let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister: persister.clone() });
-    let (turns, notes) = domain(cfg, &backplane, sink);
+    let (turns, notes) = domain(cfg, &backplane, sink, &store);
     outbox.serve(turns.clone());
     Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics })
 }
@@ -126,7 +127,7 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
         persister: persister.clone(),
         turn_retention: Duration::from_millis(cfg.turn_retention_ms),
     });
-    let (turns, notes) = domain(cfg, &backplane, sink);
+    let (turns, notes) = domain(cfg, &backplane, sink, &store);
     turns.recover().await.map_err(SetupError::Recover)?;
     let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
     Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics })
@@ -137,6 +138,7 @@ fn domain(
     cfg: &Config,
     backplane: &Arc<dyn Backplane>,
     sink: Arc<dyn TurnSink>,
+    store: &Arc<dyn TurnStore>,
 ) -> (Arc<Turns>, Arc<Notifications>) {
     let turns = Turns::new(
         backplane.clone(),
@@ -147,6 +149,11 @@ fn domain(
             turn_retention: Duration::from_millis(cfg.turn_retention_ms),
         },
     );
-    let notes = Notifications::new(backplane.clone(), Duration::from_millis(cfg.dedup_window_ms));
+    let notify = NotifyConfig {
+        dedup_window: Duration::from_millis(cfg.dedup_window_ms),
+        budget: cfg.notify_budget_per_hour as u32,
+        budget_window: Duration::from_millis(cfg.notify_budget_window_ms),
+    };
+    let notes = Notifications::new(backplane.clone(), store.clone(), notify);
     (Arc::new(turns), Arc::new(notes))
 }

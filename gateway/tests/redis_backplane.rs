@@ -37,12 +37,13 @@ impl OnRedis {
         let outbox = Arc::new(link.outbox());
         let dir = common::temp_dir("gw-redis-contract");
         let store = Arc::new(EmbeddedStore::open(&dir).await.unwrap());
-        let persister = Arc::new(Persister::new(outbox.clone(), store, RetryPolicy::default()));
+        let persister =
+            Arc::new(Persister::new(outbox.clone(), store.clone(), RetryPolicy::default()));
         let settings =
             RedisSettings { keep, max_log_bytes: 1 << 20, age: Duration::from_secs(3600) };
         let backplane = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
         let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister });
-        let node = Node::new(backplane, hub, sink);
+        let node = Node::new(backplane, hub, sink, store);
         outbox.serve(node.turns.clone());
         (node, outbox)
     }

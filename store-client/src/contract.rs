@@ -37,6 +37,7 @@ pub async fn run_all(store: &dyn TurnStore) {
     a_delete_is_scoped_to_its_user(store).await;
     delete_and_purge(store).await;
     concurrent_writers_all_succeed(store).await;
+    preferences_are_kept_per_user_and_replaced_whole(store).await;
     store.ping().await.unwrap();
 }
 
@@ -188,4 +189,23 @@ pub async fn any_text_round_trips(s: &dyn TurnStore) {
     plain.turn.text = "\"quoted\" and \\u0000 spelled out".into();
     s.put(&plain).await.unwrap();
     assert_eq!(s.page("nul", None, 1, None).await.unwrap().turns[0].text, plain.turn.text);
+}
+
+pub async fn preferences_are_kept_per_user_and_replaced_whole(s: &dyn TurnStore) {
+    let (a, b) = (format!("pa-{}", rand_tag()), format!("pb-{}", rand_tag()));
+    assert_eq!(s.preferences(&a).await.unwrap(), None);
+    s.put_preferences(&a, r#"{"v":1}"#).await.unwrap();
+    s.put_preferences(&b, r#"{"v":2}"#).await.unwrap();
+    s.put_preferences(&a, r#"{"v":3}"#).await.unwrap();
+    assert_eq!(s.preferences(&a).await.unwrap().as_deref(), Some(r#"{"v":3}"#));
+    assert_eq!(s.preferences(&b).await.unwrap().as_deref(), Some(r#"{"v":2}"#));
+}
+
+fn rand_tag() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
 }

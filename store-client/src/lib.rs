@@ -70,4 +70,10 @@ pub trait TurnStore: Send + Sync + 'static {
 
     /// Whether the store answers now (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A user's notification preferences document (JSON), if they set one.
+    async fn preferences(&self, user_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Replaces a user's notification preferences document.
+    async fn put_preferences(&self, user_id: &str, doc: &str) -> Result<(), StoreError>;
 }

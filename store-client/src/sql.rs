@@ -45,6 +45,9 @@ pub const TOMBSTONE: &str = "INSERT INTO conversation_deletions (conversation_id
 pub const PURGE_TOMBSTONES: &str = "DELETE FROM conversation_deletions WHERE deleted_at_ms < $1";
 pub const PURGE_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE completed_at_ms < $1)";
 pub const PURGE: &str = "DELETE FROM turns WHERE completed_at_ms < $1";
+pub const PREFERENCES: &str = "SELECT doc FROM preferences WHERE user_id = $1";
+pub const PUT_PREFERENCES: &str = "INSERT INTO preferences (user_id, doc, updated_at_ms) VALUES ($1, $2, $3) \
+     ON CONFLICT (user_id) DO UPDATE SET doc = excluded.doc, updated_at_ms = excluded.updated_at_ms";
 
 /// Implements [`crate::TurnStore`] for a struct with a `pool: sqlx::Pool<$db>` field; `$begin`
 /// starts a write transaction (SQLite needs `BEGIN IMMEDIATE`: two deferred transactions that
@@ -224,6 +227,34 @@ macro_rules! impl_turn_store {
             async fn ping(&self) -> Result<(), $crate::StoreError> {
                 self.prepare().await?;
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn preferences(
+                &self,
+                user_id: &str,
+            ) -> Result<Option<String>, $crate::StoreError> {
+                self.prepare().await?;
+                use sqlx::Row;
+                let row = sqlx::query($crate::sql::PREFERENCES)
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+            }
+
+            async fn put_preferences(
+                &self,
+                user_id: &str,
+                doc: &str,
+            ) -> Result<(), $crate::StoreError> {
+                self.prepare().await?;
+                sqlx::query($crate::sql::PUT_PREFERENCES)
+                    .bind(user_id)
+                    .bind(doc)
+                    .bind($crate::outbox::now_ms())
+                    .execute(&self.pool)
+                    .await?;
                 Ok(())
             }
         }

@@ -15,6 +15,7 @@ pub mod claims;
 pub mod close;
 pub mod event;
 pub mod frame;
+pub mod prefs;
 pub mod sse;
 
 pub use api::{EndpointInfo, ErrorBody, ErrorDetail, Surface, Transport};

@@ -6,6 +6,7 @@ mod extract;
 mod history;
 mod items;
 mod ops;
+mod preferences;
 mod presence;
 mod producer;
 
@@ -34,6 +35,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/turns/{turn_id}/events", post(producer::turn_events))
         .route("/v1/notifications", post(producer::notify))
         .route("/v1/users/{user_id}/presence", get(presence::get_presence))
+        .route(
+            "/v1/users/{user_id}/preferences",
+            get(preferences::get).put(preferences::put).patch(preferences::patch),
+        )
         .route("/v1/conversations/{conversation_id}/turns", get(history::page))
         .route("/v1/conversations/{conversation_id}", axum::routing::delete(history::delete))
         .route("/v1/turns/{turn_id}/traces", get(history::traces))

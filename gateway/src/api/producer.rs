@@ -327,17 +327,18 @@ pub async fn notify(
     if let Some(k) = &req.dedup_key {
         check_name("dedup_key", k, 256)?;
     }
-    let (accepted, fresh) = state.notes.notify(req).await?;
+    let (reply, fresh) = state.notes.notify(req).await?;
     if fresh {
         state.metrics.notifications.increment(1);
+        let at = match reply.disposition {
+            Disposition::Delivered => 0,
+            Disposition::Held => 1,
+            Disposition::Digested => 2,
+            Disposition::Suppressed => 3,
+        };
+        state.metrics.dispositions[at].increment(1);
     } else {
         state.metrics.notifications_deduplicated.increment(1);
     }
-    // Preferences (issue 11) are not in yet: every notification a user has is delivered live.
-    let reply = NotificationReply {
-        id: accepted.id,
-        seq: fresh.then_some(accepted.seq),
-        disposition: Disposition::Delivered,
-    };
-    Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
+    Ok((StatusCode::ACCEPTED, Json::<NotificationReply>(reply)).into_response())
 }

@@ -13,6 +13,7 @@ use store_client::Outbox;
 use wire::api::{CreateNotification, EndItem, EventItem, TraceItem};
 use wire::{EventBody, LogEvent, TurnStatus};
 
+use super::notifications::NotifyConfig;
 use super::{NewTurn, Notifications, TurnError, TurnSink, Turns, TurnsConfig};
 use crate::backplane::Backplane;
 use crate::hub::{Attachment, Hub, Ready, ResumeFrom};
@@ -28,14 +29,24 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(backplane: Arc<dyn Backplane>, hub: Arc<Hub>, sink: Arc<dyn TurnSink>) -> Node {
+    pub fn new(
+        backplane: Arc<dyn Backplane>,
+        hub: Arc<Hub>,
+        sink: Arc<dyn TurnSink>,
+        store: Arc<dyn store_client::TurnStore>,
+    ) -> Node {
         let cfg = TurnsConfig {
             max_text: 1 << 20,
             turn_idle: Duration::from_secs(600),
             turn_retention: Duration::from_secs(3600),
         };
         let turns = Arc::new(Turns::new(backplane.clone(), sink, cfg));
-        let notes = Arc::new(Notifications::new(backplane.clone(), Duration::from_secs(3600)));
+        let notify = NotifyConfig {
+            dedup_window: Duration::from_secs(3600),
+            budget: 0,
+            budget_window: Duration::from_secs(3600),
+        };
+        let notes = Arc::new(Notifications::new(backplane.clone(), store, notify));
         Node { backplane, hub, turns, notes }
     }
 }
@@ -164,7 +175,7 @@ pub async fn every_endpoint_on_every_node_gets_every_event_in_order(fx: Fixture)
     let (sent, _) = fx.b.notes.notify(note(&u2, "for u2", None)).await.unwrap();
     let got = other.take(1).await;
     assert_eq!(got[0].seq, 1, "another user's log is apart");
-    assert_eq!(sent.seq, 1);
+    assert_eq!(sent.seq, Some(1));
 }
 
 pub async fn resume_replays_exactly_what_was_missed(fx: Fixture) {
@@ -307,12 +318,16 @@ pub async fn notification_dedup_holds_across_nodes(fx: Fixture) {
     let (first, fresh) = fx.a.notes.notify(note(&u, "once", Some("k1"))).await.unwrap();
     assert!(fresh);
     let (again, fresh) = fx.b.notes.notify(note(&u, "twice", Some("k1"))).await.unwrap();
-    assert_eq!((again.clone(), fresh), (first.clone(), false), "the first id, nothing published");
+    assert_eq!(
+        (again.id.clone(), again.seq, fresh),
+        (first.id.clone(), None, false),
+        "the first id, nothing published"
+    );
     let (_, fresh) = fx.b.notes.notify(note(&unique("v"), "x", Some("k1"))).await.unwrap();
     assert!(fresh, "keys are per user");
     let (next, _) = fx.a.notes.notify(note(&u, "next", None)).await.unwrap();
     let seen = device.take(2).await;
-    assert_eq!(seqs(&seen), vec![first.seq, next.seq]);
+    assert_eq!(seqs(&seen), vec![first.seq.unwrap(), next.seq.unwrap()]);
     assert!(matches!(&seen[0].body, EventBody::Notification { title, .. } if title == "once"));
 }
 

@@ -13,6 +13,7 @@
 
 pub mod contract;
 pub mod notifications;
+pub mod prefs;
 mod recover;
 pub mod sink;
 pub mod turn;

@@ -1,18 +1,50 @@
-//! Notifications: published once per dedup key within the window (the key is a record whose
-//! creation is the append's condition), and read marks.
+//! Notifications: each one's disposition decided by the user's preferences
+//! ([`prefs`](super::prefs)), published when delivered, once per dedup key within the window
+//! (the key is a record whose creation is the append's condition), and read marks.
+//!
+//! Preferences live in the store; the log holds a copy as the user's `prefs` record, which
+//! every node reads (in Redis mode, shared), so a change applies on every node at once. The
+//! budget is the user's `budget` record: the times of their live deliveries below `high` in
+//! the window.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use serde_json::Value;
-use wire::EventBody;
-use wire::api::{CreateNotification, NotificationAccepted};
+use store_client::TurnStore;
+use wire::api::{CreateNotification, Disposition, NotificationReply};
+use wire::prefs::Preferences;
+use wire::{EventBody, Priority};
 
-use crate::backplane::{Append, Backplane, Event, Expect, Keep, Outcome, Unavailable};
+use super::prefs::{self, PrefError};
+use crate::backplane::{
+    Append, Backplane, Blobs, Event, Expect, Keep, Outcome, Unavailable, now_ms,
+};
+
+/// How long a node-shared copy of preferences is kept before it is read from the store again.
+const PREFS_CACHED: Duration = Duration::from_secs(3600);
+
+pub struct NotifyConfig {
+    pub dedup_window: Duration,
+    /// The budget of users who set none (0: none).
+    pub budget: u32,
+    pub budget_window: Duration,
+}
 
 pub struct Notifications {
     log: Arc<dyn Backplane>,
-    dedup_window: Duration,
+    store: Arc<dyn TurnStore>,
+    cfg: NotifyConfig,
+}
+
+/// Why preferences could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrefsError {
+    #[error(transparent)]
+    Invalid(#[from] PrefError),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 /// The `notification` event a producer's request makes, under a fresh id.
@@ -28,33 +60,125 @@ pub fn event(id: &str, req: CreateNotification) -> EventBody {
     }
 }
 
+fn store_down(e: store_client::StoreError) -> Unavailable {
+    tracing::warn!(error = %e, "the store cannot be reached for preferences");
+    Unavailable { code: "store_unavailable", message: "the store cannot be reached now".into() }
+}
+
+fn disposition_name(d: Disposition) -> &'static str {
+    match d {
+        Disposition::Delivered => "delivered",
+        Disposition::Held => "held",
+        Disposition::Digested => "digested",
+        Disposition::Suppressed => "suppressed",
+    }
+}
+
 impl Notifications {
-    pub fn new(log: Arc<dyn Backplane>, dedup_window: Duration) -> Self {
-        Notifications { log, dedup_window }
+    pub fn new(log: Arc<dyn Backplane>, store: Arc<dyn TurnStore>, cfg: NotifyConfig) -> Self {
+        Notifications { log, store, cfg }
     }
 
-    /// Publishes a notification unless its dedup key was seen within the window; returns the
-    /// answer and whether it was published now.
+    /// The user's preferences (the defaults when they set none).
+    pub async fn preferences(&self, user: &str) -> Result<Preferences, Unavailable> {
+        if let Some(r) = self.log.read(user, "prefs", Blobs::default()).await?
+            && let Some(p) = r.record.get("doc").and_then(|d| serde_json::from_str(d).ok())
+        {
+            return Ok(p);
+        }
+        let doc = self.store.preferences(user).await.map_err(store_down)?;
+        let p = doc.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+        self.share(user, &p, Expect::Absent).await?;
+        Ok(p)
+    }
+
+    /// Replaces the user's preferences with a validated document; returns it as stored.
+    pub async fn put_preferences(
+        &self,
+        user: &str,
+        doc: &Value,
+    ) -> Result<Preferences, PrefsError> {
+        let p = prefs::validate(doc)?;
+        let json = crate::backplane::to_json(&p);
+        self.store.put_preferences(user, &json).await.map_err(store_down)?;
+        self.share(user, &p, Expect::Any).await?;
+        Ok(p)
+    }
+
+    /// Merges a JSON Merge Patch (RFC 7396) into the user's preferences.
+    pub async fn patch_preferences(
+        &self,
+        user: &str,
+        patch: &Value,
+    ) -> Result<Preferences, PrefsError> {
+        let mut doc = serde_json::to_value(self.preferences(user).await?).unwrap_or(Value::Null);
+        json_patch::merge(&mut doc, patch);
+        self.put_preferences(user, &doc).await
+    }
+
+    async fn share(&self, user: &str, p: &Preferences, expect: Expect) -> Result<(), Unavailable> {
+        let mut a = Append::to(user, "prefs", expect, Vec::new());
+        a.set = vec![("doc", crate::backplane::to_json(p))];
+        a.keep = Keep::For(PREFS_CACHED);
+        self.log.append_if(a).await.map(|_| ())
+    }
+
+    /// Decides a notification's disposition and publishes it when delivered; a repeated dedup
+    /// key within the window answers the first id and disposition, `seq` null, nothing added.
     pub async fn notify(
         &self,
         req: CreateNotification,
-    ) -> Result<(NotificationAccepted, bool), Unavailable> {
-        let id = crate::ids::fresh("n");
+    ) -> Result<(NotificationReply, bool), Unavailable> {
         let user = req.user_id.clone();
-        let key = req.dedup_key.clone();
-        let ev = vec![Event::of(&event(&id, req))];
-        let Some(key) = key else {
-            let seq = self.appended(self.log.append_if(Append::events(&user, ev)).await?);
-            return Ok((NotificationAccepted { id, seq }, true));
+        let priority = req.priority.unwrap_or_default();
+        let prefs = self.preferences(&user).await?;
+        let now = now_ms();
+        let budget = prefs.budget_per_hour.unwrap_or(self.cfg.budget);
+        let used = match budget > 0 && priority.rank() < Priority::High.rank() {
+            true => self.delivered_in_window(&user, now).await?.len() as u64,
+            false => 0,
         };
-        let mut a = Append::to(&user, &format!("dd:{key}"), Expect::Absent, ev);
-        a.set = vec![("id", id.clone())];
-        a.keep = Keep::For(self.dedup_window);
-        match self.log.append_if(a).await? {
-            Outcome::Appended { first, .. } => Ok((NotificationAccepted { id, seq: first }, true)),
+        let at = Timestamp::from_millisecond(now).unwrap_or(Timestamp::UNIX_EPOCH);
+        let (disposition, _) =
+            prefs::disposition(&prefs, &req.category, priority, at, used, budget);
+        let id = crate::ids::fresh("n");
+        let delivered = disposition == Disposition::Delivered;
+        let events = match delivered {
+            true => vec![Event::of(&event(&id, req.clone()))],
+            false => Vec::new(),
+        };
+        let outcome = match &req.dedup_key {
+            None => self.log.append_if(Append::events(&user, events)).await?,
+            Some(key) => {
+                let mut a = Append::to(&user, &format!("dd:{key}"), Expect::Absent, events);
+                a.set =
+                    vec![("id", id.clone()), ("disposition", disposition_name(disposition).into())];
+                a.keep = Keep::For(self.cfg.dedup_window);
+                a.expect = Expect::Absent;
+                self.log.append_if(a).await?
+            }
+        };
+        match outcome {
+            Outcome::Appended { first, .. } => {
+                if delivered && budget > 0 && priority.rank() < Priority::High.rank() {
+                    self.count_delivery(&user, now).await?;
+                }
+                let seq = delivered.then_some(first);
+                Ok((NotificationReply { id, seq, disposition }, true))
+            }
             Outcome::Refused(Some(r)) => {
                 let id = r.get("id").unwrap_or_default().to_owned();
-                Ok((NotificationAccepted { id, seq: r.first_seq }, false))
+                let first = serde_json::from_value(Value::from(
+                    r.get("disposition").unwrap_or("delivered"),
+                ));
+                Ok((
+                    NotificationReply {
+                        id,
+                        seq: None,
+                        disposition: first.unwrap_or(Disposition::Delivered),
+                    },
+                    false,
+                ))
             }
             Outcome::Refused(None) => {
                 Err(Unavailable { code: "busy", message: "try again".into() })
@@ -62,16 +186,31 @@ impl Notifications {
         }
     }
 
+    /// The times of the user's live deliveries below `high` within the window before `now`.
+    async fn delivered_in_window(&self, user: &str, now: i64) -> Result<Vec<i64>, Unavailable> {
+        let cutoff = now - self.cfg.budget_window.as_millis() as i64;
+        let read = self.log.read(user, "budget", Blobs::default()).await?;
+        let times = read.as_ref().and_then(|r| r.record.get("times")).unwrap_or_default();
+        Ok(times.split(',').filter_map(|t| t.parse().ok()).filter(|t| *t > cutoff).collect())
+    }
+
+    /// Counts a live delivery against the budget (read, then written: two deliveries at the
+    /// same instant may both fit; see docs/protocol-choices.md).
+    async fn count_delivery(&self, user: &str, now: i64) -> Result<(), Unavailable> {
+        let mut times = self.delivered_in_window(user, now).await?;
+        times.push(now);
+        let mut a = Append::to(user, "budget", Expect::Any, Vec::new());
+        a.set = vec![("times", times.iter().map(i64::to_string).collect::<Vec<_>>().join(","))];
+        a.keep = Keep::For(self.cfg.budget_window);
+        self.log.append_if(a).await.map(|_| ())
+    }
+
     /// Publishes `notification.read` to every endpoint of the user.
     pub async fn mark_read(&self, user: &str, id: &str) -> Result<u64, Unavailable> {
         let ev = Event::of(&EventBody::NotificationRead { id: id.to_owned() });
-        Ok(self.appended(self.log.append_if(Append::events(user, vec![ev])).await?))
-    }
-
-    fn appended(&self, o: Outcome) -> u64 {
-        match o {
-            Outcome::Appended { last, .. } => last,
-            Outcome::Refused(_) => 0,
+        match self.log.append_if(Append::events(user, vec![ev])).await? {
+            Outcome::Appended { last, .. } => Ok(last),
+            Outcome::Refused(_) => Ok(0),
         }
     }
 }

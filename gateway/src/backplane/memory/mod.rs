@@ -191,13 +191,14 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("gw-contract-{:x}", rand::random::<u64>()));
             let outbox = Arc::new(EmbeddedOutbox::open(&dir).await.unwrap());
             let store = Arc::new(EmbeddedStore::open(&dir.join("store")).await.unwrap());
-            let persister = Arc::new(Persister::new(outbox.clone(), store, RetryPolicy::default()));
+            let persister =
+                Arc::new(Persister::new(outbox.clone(), store.clone(), RetryPolicy::default()));
             let sink = Arc::new(EmbeddedSink {
                 outbox: outbox.clone(),
                 persister,
                 turn_retention: Duration::from_secs(3600),
             });
-            let node = Node::new(Arc::new(MemoryBackplane::new(hub.clone())), hub, sink);
+            let node = Node::new(Arc::new(MemoryBackplane::new(hub.clone())), hub, sink, store);
             Fixture { a: node.clone(), b: node, outbox, guard: Some(Box::new(TempDir(dir))) }
         }
     }

@@ -38,6 +38,7 @@ pub async fn run_all(store: &dyn TurnStore) {
     delete_and_purge(store).await;
     concurrent_writers_all_succeed(store).await;
     preferences_are_kept_per_user_and_replaced_whole(store).await;
+    the_inbox_pages_counts_and_marks(store).await;
     store.ping().await.unwrap();
 }
 
@@ -208,4 +209,76 @@ fn rand_tag() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     )
+}
+
+fn note(user: &str, id: &str, category: &str, at: i64) -> crate::InboxRecord {
+    crate::InboxRecord {
+        id: id.into(),
+        user_id: user.into(),
+        category: category.into(),
+        priority: "normal".into(),
+        title: format!("t-{id}"),
+        body: "b".into(),
+        data: serde_json::json!({"k": id}),
+        created_at_ms: at,
+        disposition: "delivered".into(),
+        seen_at_ms: None,
+        read_at_ms: None,
+        archived_at_ms: None,
+    }
+}
+
+pub async fn the_inbox_pages_counts_and_marks(s: &dyn TurnStore) {
+    use crate::{InboxStatus as S, Mark, Marked};
+    let (u, other) = (format!("iu-{}", rand_tag()), format!("io-{}", rand_tag()));
+    for i in 0..10 {
+        let cat = if i % 2 == 0 { "even" } else { "odd" };
+        s.inbox_add(&note(&u, &format!("{u}-{i}"), cat, 1_000 + i)).await.unwrap();
+    }
+    s.inbox_add(&note(&u, &format!("{u}-0"), "even", 1_000)).await.unwrap(); // a repeat: nothing
+    s.inbox_add(&note(&other, &format!("{other}-0"), "even", 1_000)).await.unwrap();
+    assert_eq!(s.inbox_counts(&u).await.unwrap(), (10, 10));
+
+    let first = s.inbox_page(&u, S::All, None, 4, None).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|n| n.id.clone()).collect();
+    assert_eq!(ids, (6..10).rev().map(|i| format!("{u}-{i}")).collect::<Vec<_>>(), "newest first");
+    assert_eq!(first[0].data, serde_json::json!({"k": format!("{u}-9")}));
+    let last = first.last().unwrap();
+    let next = s
+        .inbox_page(&u, S::All, None, 100, Some((last.created_at_ms, last.id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 6, "the rest, none twice");
+    let odd = s.inbox_page(&u, S::All, Some("odd"), 100, None).await.unwrap();
+    assert_eq!(odd.len(), 5);
+
+    let two = [format!("{u}-1"), format!("{u}-2"), format!("{other}-0"), "nope".into()];
+    assert_eq!(
+        s.inbox_mark(&u, Marked::Ids(&two), Mark::Read, 5_000).await.unwrap(),
+        2,
+        "foreign and unknown ids ignored"
+    );
+    assert_eq!(
+        s.inbox_mark(&u, Marked::Ids(&two), Mark::Read, 5_001).await.unwrap(),
+        0,
+        "already read"
+    );
+    assert_eq!(s.inbox_counts(&u).await.unwrap(), (8, 8), "read also sets seen");
+    assert_eq!(s.inbox_counts(&other).await.unwrap(), (1, 1));
+    assert_eq!(s.inbox_mark(&u, Marked::Ids(&two[..1]), Mark::Unread, 5_002).await.unwrap(), 1);
+    assert_eq!(s.inbox_counts(&u).await.unwrap(), (9, 8), "unread clears only read_at");
+    let seen = s.inbox_mark(&u, Marked::CreatedBefore(1_005), Mark::Seen, 6_000).await.unwrap();
+    assert_eq!(seen, 3, "0, 3 and 4: 1 and 2 were seen when read");
+    assert_eq!(s.inbox_page(&u, S::Unseen, None, 100, None).await.unwrap().len(), 5);
+    assert_eq!(
+        s.inbox_mark(&u, Marked::CreatedBefore(1_003), Mark::Archived, 7_000).await.unwrap(),
+        3
+    );
+    assert_eq!(s.inbox_page(&u, S::Archived, None, 100, None).await.unwrap().len(), 3);
+    assert_eq!(s.inbox_page(&u, S::All, None, 100, None).await.unwrap().len(), 7);
+    assert_eq!(s.inbox_page(&u, S::Read, None, 100, None).await.unwrap().len(), 0);
+    s.inbox_remove(&u, &format!("{u}-9")).await.unwrap();
+    assert_eq!(s.inbox_page(&u, S::All, None, 100, None).await.unwrap().len(), 6);
+    assert!(s.inbox_purge(1_005).await.unwrap() >= 5);
+    assert_eq!(s.inbox_page(&u, S::All, None, 100, None).await.unwrap().len(), 4);
 }

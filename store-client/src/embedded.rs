@@ -64,3 +64,4 @@ impl EmbeddedStore {
 }
 
 impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
+crate::inbox::impl_inbox!(EmbeddedStore, sqlx::sqlite::SqliteRow);

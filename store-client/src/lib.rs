@@ -18,6 +18,7 @@ pub mod contract;
 mod cursor;
 mod embedded;
 mod error;
+pub mod inbox;
 pub mod outbox;
 mod persister;
 mod postgres;
@@ -27,6 +28,7 @@ mod types;
 pub use cursor::Cursor;
 pub use embedded::EmbeddedStore;
 pub use error::{StoreError, is_transient_reason};
+pub use inbox::{Inbox, InboxRecord, InboxStatus, Mark, Marked};
 pub use outbox::{AsideFilter, EmbeddedOutbox, Outbox, OutboxStats, Pending, SetAside};
 pub use persister::{PersistCounters, Persister, RetryPolicy};
 pub use postgres::PostgresStore;
@@ -36,7 +38,7 @@ use async_trait::async_trait;
 
 /// Where finalised turns are kept.
 #[async_trait]
-pub trait TurnStore: Send + Sync + 'static {
+pub trait TurnStore: Inbox + Send + Sync + 'static {
     /// Stores a turn and its traces in one transaction, unless a turn with this id is stored
     /// already: then nothing changes, and the answer says whether the content was the same.
     async fn put(&self, turn: &FinalTurn) -> Result<PutOutcome, StoreError>;

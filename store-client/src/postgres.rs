@@ -83,3 +83,4 @@ impl PostgresStore {
 }
 
 impl_turn_store!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");
+crate::inbox::impl_inbox!(PostgresStore, sqlx::postgres::PgRow);

@@ -134,6 +134,60 @@ pub enum Disposition {
     Suppressed,
 }
 
+/// A state a notification of the inbox is marked with (v1.1).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkStatus {
+    Seen,
+    Read,
+    Unread,
+    Archived,
+}
+
+/// `POST /v1/users/{id}/notifications/mark` (v1.1): `ids`, or `all: true`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    pub status: MarkStatus,
+}
+
+/// The answer to a mark, over HTTP and as the `notification.marked` frame.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MarkReply {
+    pub updated: u64,
+    pub unread_count: u64,
+    pub unseen_count: u64,
+}
+
+/// One notification of the inbox (v1.1); times are RFC 3339 or null.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InboxItem {
+    pub id: String,
+    pub category: String,
+    pub priority: crate::Priority,
+    pub title: String,
+    pub body: String,
+    pub data: Value,
+    pub created_at: String,
+    pub disposition: Disposition,
+    pub seen_at: Option<String>,
+    pub read_at: Option<String>,
+    pub archived_at: Option<String>,
+}
+
+/// `GET /v1/users/{id}/notifications` (v1.1): newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InboxPage {
+    pub notifications: Vec<InboxItem>,
+    pub next: Option<String>,
+    pub unread_count: u64,
+    pub unseen_count: u64,
+}
+
 /// `GET /v1/conversations/{id}/turns`: newest first; `next` continues with older turns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HistoryPage {

@@ -56,9 +56,23 @@ pub enum EventBody {
         #[serde(default)]
         data: Value,
         created_at: String,
+        /// v1.1: the user's unread count with this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unread_count: Option<u64>,
     },
     #[serde(rename = "notification.read")]
     NotificationRead { id: String },
+    /// v1.1: notifications of the inbox changed state on some device.
+    #[serde(rename = "notification.state")]
+    NotificationState {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ids: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        all: Option<bool>,
+        status: crate::api::MarkStatus,
+        unread_count: u64,
+        unseen_count: u64,
+    },
 }
 
 impl EventBody {
@@ -71,6 +85,7 @@ impl EventBody {
             EventBody::TurnEnd { .. } => "turn.end",
             EventBody::Notification { .. } => "notification",
             EventBody::NotificationRead { .. } => "notification.read",
+            EventBody::NotificationState { .. } => "notification.state",
         }
     }
 

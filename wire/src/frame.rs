@@ -19,6 +19,15 @@ pub enum ClientFrame {
     TurnCancel { turn_id: String },
     #[serde(rename = "notification.read")]
     NotificationRead { id: String },
+    /// v1.1: marks notifications of the inbox (`ids`, or `all: true`).
+    #[serde(rename = "notification.mark")]
+    NotificationMark {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ids: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        all: Option<bool>,
+        status: crate::api::MarkStatus,
+    },
     #[serde(rename = "presence.get")]
     PresenceGet,
     #[serde(rename = "auth.refresh")]
@@ -36,8 +45,15 @@ impl ClientFrame {
     }
 
     /// Every client frame type, for error messages.
-    pub const TYPES: &'static [&'static str] =
-        &["ping", "turn.sync", "turn.cancel", "notification.read", "presence.get", "auth.refresh"];
+    pub const TYPES: &'static [&'static str] = &[
+        "ping",
+        "turn.sync",
+        "turn.cancel",
+        "notification.read",
+        "notification.mark",
+        "presence.get",
+        "auth.refresh",
+    ];
 }
 
 /// A control frame the server sends.
@@ -75,6 +91,15 @@ pub enum ControlFrame {
         text: String,
         next_index: u64,
         as_of_seq: u64,
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// v1.1: the reply to `notification.mark`.
+    #[serde(rename = "notification.marked")]
+    NotificationMarked {
+        updated: u64,
+        unread_count: u64,
+        unseen_count: u64,
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
     },

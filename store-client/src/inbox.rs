@@ -1,0 +1,305 @@
+//! The notification inbox in the store: every notification with its `seen`, `read` and
+//! `archived` times, paged newest first by keyset and counted from partial indexes, on both
+//! backends (the SQL is shared; [`impl_inbox!`] instantiates it per database).
+
+use async_trait::async_trait;
+
+use crate::StoreError;
+
+/// One notification as the inbox keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxRecord {
+    pub id: String,
+    pub user_id: String,
+    pub category: String,
+    /// `low` … `critical`.
+    pub priority: String,
+    pub title: String,
+    pub body: String,
+    pub data: serde_json::Value,
+    pub created_at_ms: i64,
+    /// `delivered`, `held`, `digested`, `suppressed`.
+    pub disposition: String,
+    pub seen_at_ms: Option<i64>,
+    pub read_at_ms: Option<i64>,
+    pub archived_at_ms: Option<i64>,
+}
+
+/// Which notifications a page lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxStatus {
+    /// Everything not archived.
+    All,
+    Unread,
+    Unseen,
+    Read,
+    Archived,
+}
+
+impl InboxStatus {
+    fn condition(self) -> &'static str {
+        match self {
+            InboxStatus::All => "archived_at_ms IS NULL",
+            InboxStatus::Unread => "archived_at_ms IS NULL AND read_at_ms IS NULL",
+            InboxStatus::Unseen => "archived_at_ms IS NULL AND seen_at_ms IS NULL",
+            InboxStatus::Read => "archived_at_ms IS NULL AND read_at_ms IS NOT NULL",
+            InboxStatus::Archived => "archived_at_ms IS NOT NULL",
+        }
+    }
+}
+
+/// A state to mark notifications with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Seen,
+    /// Also sets `seen`.
+    Read,
+    /// Clears only `read`.
+    Unread,
+    Archived,
+}
+
+impl Mark {
+    /// `SET …` and the condition under which it changes anything ($1 user, $2 the time).
+    fn update(self) -> &'static str {
+        match self {
+            Mark::Seen => "SET seen_at_ms = $2 WHERE user_id = $1 AND seen_at_ms IS NULL",
+            Mark::Read => {
+                "SET read_at_ms = $2, seen_at_ms = COALESCE(seen_at_ms, $2) WHERE user_id = $1 AND read_at_ms IS NULL"
+            }
+            Mark::Unread => {
+                "SET read_at_ms = NULL WHERE user_id = $1 AND $2 = $2 AND read_at_ms IS NOT NULL"
+            }
+            Mark::Archived => {
+                "SET archived_at_ms = $2 WHERE user_id = $1 AND archived_at_ms IS NULL"
+            }
+        }
+    }
+}
+
+/// Which notifications a mark takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marked<'a> {
+    Ids(&'a [String]),
+    /// Everything created before this time (Unix ms).
+    CreatedBefore(i64),
+}
+
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// Keeps a notification (a repeated id changes nothing).
+    async fn inbox_add(&self, n: &InboxRecord) -> Result<(), StoreError>;
+
+    /// Takes back a notification kept by a request that then lost a dedup race.
+    async fn inbox_remove(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
+
+    /// A page, newest first, strictly older than `before` (`(created_at_ms, id)`).
+    async fn inbox_page(
+        &self,
+        user_id: &str,
+        status: InboxStatus,
+        category: Option<&str>,
+        limit: u32,
+        before: Option<(i64, String)>,
+    ) -> Result<Vec<InboxRecord>, StoreError>;
+
+    /// `(unread, unseen)` among notifications not archived.
+    async fn inbox_counts(&self, user_id: &str) -> Result<(u64, u64), StoreError>;
+
+    /// Marks notifications of `user_id` at `at_ms`; returns how many changed state.
+    async fn inbox_mark(
+        &self,
+        user_id: &str,
+        which: Marked<'_>,
+        mark: Mark,
+        at_ms: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Removes notifications created before `cutoff_ms` (retention).
+    async fn inbox_purge(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
+}
+
+pub const INSERT: &str = "INSERT INTO notifications (id, user_id, category, priority, title, body, data, \
+     created_at_ms, disposition) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING";
+pub const REMOVE: &str = "DELETE FROM notifications WHERE user_id = $1 AND id = $2";
+pub const COUNT_UNREAD: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND read_at_ms IS NULL";
+pub const COUNT_UNSEEN: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND seen_at_ms IS NULL";
+pub const PURGE: &str = "DELETE FROM notifications WHERE created_at_ms < $1";
+const COLUMNS: &str = "id, user_id, category, priority, title, body, data, created_at_ms, disposition, \
+     seen_at_ms, read_at_ms, archived_at_ms";
+
+/// A page's statement: placeholders in order of first use ($1 user, then the category, the
+/// cursor, the limit), as SQLite's `$n` binding needs.
+pub fn page_sql(status: InboxStatus, category: bool, cursor: bool) -> String {
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND {}",
+        status.condition()
+    );
+    if category {
+        sql += &format!(" AND category = ${}", next());
+    }
+    if cursor {
+        let (a, b) = (next(), next());
+        sql += &format!(" AND (created_at_ms, id) < (${a}, ${b})");
+    }
+    sql + &format!(" ORDER BY created_at_ms DESC, id DESC LIMIT ${}", next())
+}
+
+/// A mark's statement: by ids ($3), or for everything created before $3.
+pub fn mark_sql(mark: Mark, by_id: bool) -> String {
+    let which = if by_id { "id = $3" } else { "created_at_ms < $3" };
+    format!("UPDATE notifications {} AND {which}", mark.update())
+}
+
+/// A row of [`COLUMNS`].
+pub fn row<R: sqlx::Row>(r: &R) -> Result<InboxRecord, StoreError>
+where
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let data: String = r.try_get(6)?;
+    Ok(InboxRecord {
+        id: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        category: r.try_get(2)?,
+        priority: r.try_get(3)?,
+        title: r.try_get(4)?,
+        body: r.try_get(5)?,
+        data: crate::sql::json(&data)?,
+        created_at_ms: r.try_get(7)?,
+        disposition: r.try_get(8)?,
+        seen_at_ms: r.try_get(9)?,
+        read_at_ms: r.try_get(10)?,
+        archived_at_ms: r.try_get(11)?,
+    })
+}
+
+/// Implements [`Inbox`] for a struct with a `pool: sqlx::Pool<$db>` field and `prepare()`.
+macro_rules! impl_inbox {
+    ($store:ty, $row:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::inbox::Inbox for $store {
+            async fn inbox_add(
+                &self,
+                n: &$crate::inbox::InboxRecord,
+            ) -> Result<(), $crate::StoreError> {
+                self.prepare().await?;
+                sqlx::query($crate::inbox::INSERT)
+                    .bind(&n.id)
+                    .bind(&n.user_id)
+                    .bind(&n.category)
+                    .bind(&n.priority)
+                    .bind(&n.title)
+                    .bind(&n.body)
+                    .bind(n.data.to_string())
+                    .bind(n.created_at_ms)
+                    .bind(&n.disposition)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn inbox_remove(
+                &self,
+                user_id: &str,
+                id: &str,
+            ) -> Result<(), $crate::StoreError> {
+                self.prepare().await?;
+                sqlx::query($crate::inbox::REMOVE)
+                    .bind(user_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn inbox_page(
+                &self,
+                user_id: &str,
+                status: $crate::inbox::InboxStatus,
+                category: Option<&str>,
+                limit: u32,
+                before: Option<(i64, String)>,
+            ) -> Result<Vec<$crate::inbox::InboxRecord>, $crate::StoreError> {
+                self.prepare().await?;
+                // Built from constants only (the status and which filters apply), never input.
+                let sql = $crate::inbox::page_sql(status, category.is_some(), before.is_some());
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(user_id);
+                if let Some(c) = category {
+                    q = q.bind(c);
+                }
+                if let Some((at, id)) = before {
+                    q = q.bind(at).bind(id);
+                }
+                let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+                rows.iter().map(|r: &$row| $crate::inbox::row(r)).collect()
+            }
+
+            async fn inbox_counts(&self, user_id: &str) -> Result<(u64, u64), $crate::StoreError> {
+                self.prepare().await?;
+                let unread: i64 = sqlx::query_scalar($crate::inbox::COUNT_UNREAD)
+                    .bind(user_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let unseen: i64 = sqlx::query_scalar($crate::inbox::COUNT_UNSEEN)
+                    .bind(user_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((unread as u64, unseen as u64))
+            }
+
+            async fn inbox_mark(
+                &self,
+                user_id: &str,
+                which: $crate::inbox::Marked<'_>,
+                mark: $crate::inbox::Mark,
+                at_ms: i64,
+            ) -> Result<u64, $crate::StoreError> {
+                self.prepare().await?;
+                match which {
+                    $crate::inbox::Marked::CreatedBefore(before) => {
+                        let sql = $crate::inbox::mark_sql(mark, false);
+                        let r = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                            .bind(user_id)
+                            .bind(at_ms)
+                            .bind(before)
+                            .execute(&self.pool)
+                            .await?;
+                        Ok(r.rows_affected())
+                    }
+                    $crate::inbox::Marked::Ids(ids) => {
+                        let sql = $crate::inbox::mark_sql(mark, true);
+                        let mut tx = self.pool.begin().await?;
+                        let mut n = 0;
+                        for id in ids {
+                            let r = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                                .bind(user_id)
+                                .bind(at_ms)
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                            n += r.rows_affected();
+                        }
+                        tx.commit().await?;
+                        Ok(n)
+                    }
+                }
+            }
+
+            async fn inbox_purge(&self, cutoff_ms: i64) -> Result<u64, $crate::StoreError> {
+                self.prepare().await?;
+                let r =
+                    sqlx::query($crate::inbox::PURGE).bind(cutoff_ms).execute(&self.pool).await?;
+                Ok(r.rows_affected())
+            }
+        }
+    };
+}
+pub(crate) use impl_inbox;

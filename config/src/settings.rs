@@ -130,6 +130,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "live notifications below high per user and window before the rest is digested (0: no budget); a user's budget_per_hour overrides it",
     ),
     ("notify_budget_window_ms", "3600000", "the sliding window the notification budget counts in"),
+    (
+        "inbox_retention_ms",
+        "2592000000",
+        "how long a notification stays in the inbox (and its counts)",
+    ),
     ("turn_retention_ms", "3600000", "how long an ended turn's state (and idempotency) is kept"),
     ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
     ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),
@@ -226,6 +231,7 @@ pub struct Config {
     pub dedup_window_ms: u64,
     pub notify_budget_per_hour: u64,
     pub notify_budget_window_ms: u64,
+    pub inbox_retention_ms: u64,
     pub turn_retention_ms: u64,
     pub drain_timeout_ms: u64,
     pub reconnect_after_ms: u64,
@@ -285,6 +291,7 @@ impl Default for Config {
             dedup_window_ms: 3_600_000,
             notify_budget_per_hour: 0,
             notify_budget_window_ms: 3_600_000,
+            inbox_retention_ms: 30 * 86_400_000,
             turn_retention_ms: 3_600_000,
             drain_timeout_ms: 10_000,
             reconnect_after_ms: 1_000,
@@ -518,6 +525,9 @@ impl Config {
             "max_ndjson_body_bytes" => self.max_ndjson_body_bytes = parse::int(v, 1_024, 1 << 40)?,
             "dedup_window_ms" => self.dedup_window_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
             "notify_budget_per_hour" => self.notify_budget_per_hour = parse::int(v, 0, 1_000_000)?,
+            "inbox_retention_ms" => {
+                self.inbox_retention_ms = parse::int(v, 1_000, 3_650 * 86_400_000)?
+            }
             "notify_budget_window_ms" => {
                 self.notify_budget_window_ms = parse::int(v, 1_000, 86_400_000)?
             }

@@ -126,6 +126,23 @@ impl Background {
         }
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move {
+            let retention = s.limits.inbox_retention;
+            let period = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+            every(period, &st, || async {
+                let cutoff = store_client::outbox::now_ms() - retention.as_millis() as i64;
+                match s.store.inbox_purge(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        notifications = n,
+                        "purged notifications past the inbox retention"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "inbox purge failed; next period"),
+                }
+            })
+            .await;
+        });
+        let (s, st) = (state.clone(), stop.clone());
+        tasks.spawn(async move {
             // Refresh well inside the TTL so one late beat does not drop live endpoints.
             every(s.presence.ttl() / 3, &st, || refresh_presence(&s)).await;
         });

@@ -51,6 +51,8 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Publishing client frames per connection and second (burst: twice that).
     pub client_publish_per_sec: u32,
+    /// Notifications created longer ago than this leave the inbox.
+    pub inbox_retention: Duration,
 }
 
 /// The parts a mode (embedded or Redis) is made of; see [`crate::setup`].
@@ -116,6 +118,7 @@ impl AppState {
                     .then(|| Duration::from_millis(cfg.store_retention_ms)),
                 body_idle_timeout: Duration::from_millis(cfg.body_idle_timeout_ms),
                 client_publish_per_sec: cfg.client_publish_per_sec as u32,
+                inbox_retention: Duration::from_millis(cfg.inbox_retention_ms),
             },
             admission: crate::accept::Admission::new(crate::accept::AcceptLimits {
                 max_connections: match cfg.max_connections {

@@ -156,7 +156,9 @@ impl Endpoint {
                         ctx.stats.delivery.record(self.idx, now_us.saturating_sub(sent));
                     }
                 }
-                EventBody::TurnTrace { .. } | EventBody::NotificationRead { .. } => {}
+                EventBody::TurnTrace { .. }
+                | EventBody::NotificationRead { .. }
+                | EventBody::NotificationState { .. } => {}
             }
         }
         ctx.progress[self.idx].store(self.check.next, Ordering::Relaxed);

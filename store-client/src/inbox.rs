@@ -120,7 +120,8 @@ pub trait Inbox: Send + Sync {
 }
 
 pub const INSERT: &str = "INSERT INTO notifications (id, user_id, category, priority, title, body, data, \
-     created_at_ms, disposition) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING";
+     created_at_ms, disposition, seen_at_ms, read_at_ms, archived_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
 pub const REMOVE: &str = "DELETE FROM notifications WHERE user_id = $1 AND id = $2";
 pub const COUNT_UNREAD: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND read_at_ms IS NULL";
 pub const COUNT_UNSEEN: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND seen_at_ms IS NULL";
@@ -201,6 +202,9 @@ macro_rules! impl_inbox {
                     .bind(n.data.to_string())
                     .bind(n.created_at_ms)
                     .bind(&n.disposition)
+                    .bind(n.seen_at_ms)
+                    .bind(n.read_at_ms)
+                    .bind(n.archived_at_ms)
                     .execute(&self.pool)
                     .await?;
                 Ok(())

@@ -4,6 +4,7 @@
 mod admin;
 mod extract;
 mod history;
+mod inbox;
 mod items;
 mod ops;
 mod preferences;
@@ -35,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/turns/{turn_id}/events", post(producer::turn_events))
         .route("/v1/notifications", post(producer::notify))
         .route("/v1/users/{user_id}/presence", get(presence::get_presence))
+        .route("/v1/users/{user_id}/notifications", get(inbox::page))
+        .route("/v1/users/{user_id}/notifications/mark", post(inbox::mark))
         .route(
             "/v1/users/{user_id}/preferences",
             get(preferences::get).put(preferences::put).patch(preferences::patch),

@@ -15,7 +15,7 @@ use crate::domain::notifications::PrefsError;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn own(
+pub(super) fn own(
     p: &Principal,
     user_id: &str,
     headers: &HeaderMap,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
-use store_client::TurnStore;
+use store_client::{InboxRecord, TurnStore};
 use wire::api::{CreateNotification, Disposition, NotificationReply};
 use wire::prefs::Preferences;
 use wire::{EventBody, Priority};
@@ -33,8 +33,8 @@ pub struct NotifyConfig {
 }
 
 pub struct Notifications {
-    log: Arc<dyn Backplane>,
-    store: Arc<dyn TurnStore>,
+    pub(super) log: Arc<dyn Backplane>,
+    pub(super) store: Arc<dyn TurnStore>,
     cfg: NotifyConfig,
 }
 
@@ -48,7 +48,7 @@ pub enum PrefsError {
 }
 
 /// The `notification` event a producer's request makes, under a fresh id.
-pub fn event(id: &str, req: CreateNotification) -> EventBody {
+pub fn event(id: &str, req: CreateNotification, at_ms: i64, unread_count: u64) -> EventBody {
     EventBody::Notification {
         id: id.to_owned(),
         category: req.category,
@@ -56,11 +56,41 @@ pub fn event(id: &str, req: CreateNotification) -> EventBody {
         title: req.title,
         body: req.body,
         data: req.data.unwrap_or(Value::Null),
-        created_at: crate::ids::now_rfc3339(),
+        created_at: crate::ids::rfc3339_ms(at_ms),
+        unread_count: Some(unread_count),
     }
 }
 
-fn store_down(e: store_client::StoreError) -> Unavailable {
+/// A notification as the inbox keeps it; a suppressed one is kept already archived.
+fn inbox_record(id: &str, req: &CreateNotification, d: Disposition, now: i64) -> InboxRecord {
+    let priority = crate::backplane::to_json(&req.priority.unwrap_or_default());
+    InboxRecord {
+        id: id.to_owned(),
+        user_id: req.user_id.clone(),
+        category: req.category.clone(),
+        priority: priority.trim_matches('"').to_owned(),
+        title: req.title.clone(),
+        body: req.body.clone(),
+        data: req.data.clone().unwrap_or(Value::Null),
+        created_at_ms: now,
+        disposition: disposition_name(d).to_owned(),
+        seen_at_ms: None,
+        read_at_ms: None,
+        archived_at_ms: (d == Disposition::Suppressed).then_some(now),
+    }
+}
+
+/// The answer a dedup record keeps: the first id and disposition, nothing published now.
+fn first_answer(r: &crate::backplane::Record) -> NotificationReply {
+    let d = r.get("disposition").unwrap_or("delivered");
+    NotificationReply {
+        id: r.get("id").unwrap_or_default().to_owned(),
+        seq: None,
+        disposition: serde_json::from_value(Value::from(d)).unwrap_or(Disposition::Delivered),
+    }
+}
+
+pub(super) fn store_down(e: store_client::StoreError) -> Unavailable {
     tracing::warn!(error = %e, "the store cannot be reached for preferences");
     Unavailable { code: "store_unavailable", message: "the store cannot be reached now".into() }
 }
@@ -123,13 +153,21 @@ impl Notifications {
         self.log.append_if(a).await.map(|_| ())
     }
 
-    /// Decides a notification's disposition and publishes it when delivered; a repeated dedup
-    /// key within the window answers the first id and disposition, `seq` null, nothing added.
+    /// Decides a notification's disposition, keeps it in the inbox and publishes it when
+    /// delivered; a repeated dedup key within the window answers the first id and
+    /// disposition, `seq` null, nothing added. The inbox comes first: nothing is published
+    /// that the inbox does not hold (a store outage is a 503, and the producer sends again).
     pub async fn notify(
         &self,
         req: CreateNotification,
     ) -> Result<(NotificationReply, bool), Unavailable> {
         let user = req.user_id.clone();
+        let dedup = req.dedup_key.as_ref().map(|k| format!("dd:{k}"));
+        if let Some(dd) = &dedup
+            && let Some(r) = self.log.read(&user, dd, Blobs::default()).await?
+        {
+            return Ok((first_answer(&r.record), false));
+        }
         let priority = req.priority.unwrap_or_default();
         let prefs = self.preferences(&user).await?;
         let now = now_ms();
@@ -142,46 +180,39 @@ impl Notifications {
         let (disposition, _) =
             prefs::disposition(&prefs, &req.category, priority, at, used, budget);
         let id = crate::ids::fresh("n");
+        let kept = inbox_record(&id, &req, disposition, now);
+        self.store.inbox_add(&kept).await.map_err(store_down)?;
         let delivered = disposition == Disposition::Delivered;
-        let events = match delivered {
-            true => vec![Event::of(&event(&id, req.clone()))],
-            false => Vec::new(),
-        };
-        let outcome = match &req.dedup_key {
-            None => self.log.append_if(Append::events(&user, events)).await?,
-            Some(key) => {
-                let mut a = Append::to(&user, &format!("dd:{key}"), Expect::Absent, events);
-                a.set =
-                    vec![("id", id.clone()), ("disposition", disposition_name(disposition).into())];
-                a.keep = Keep::For(self.cfg.dedup_window);
-                a.expect = Expect::Absent;
-                self.log.append_if(a).await?
-            }
-        };
-        match outcome {
-            Outcome::Appended { first, .. } => {
+        let mut events = Vec::new();
+        if delivered {
+            let (unread, _) = self.store.inbox_counts(&user).await.map_err(store_down)?;
+            events.push(Event::of(&event(&id, req.clone(), now, unread)));
+        }
+        let mut a = Append::events(&user, events);
+        if let Some(dd) = &dedup {
+            a = Append { record: dd.clone(), expect: Expect::Absent, ..a };
+            a.set = vec![("id", id.clone()), ("disposition", disposition_name(disposition).into())];
+            a.keep = Keep::For(self.cfg.dedup_window);
+        }
+        match self.log.append_if(a).await {
+            Ok(Outcome::Appended { first, .. }) => {
                 if delivered && budget > 0 && priority.rank() < Priority::High.rank() {
                     self.count_delivery(&user, now).await?;
                 }
                 let seq = delivered.then_some(first);
                 Ok((NotificationReply { id, seq, disposition }, true))
             }
-            Outcome::Refused(Some(r)) => {
-                let id = r.get("id").unwrap_or_default().to_owned();
-                let first = serde_json::from_value(Value::from(
-                    r.get("disposition").unwrap_or("delivered"),
-                ));
-                Ok((
-                    NotificationReply {
-                        id,
-                        seq: None,
-                        disposition: first.unwrap_or(Disposition::Delivered),
-                    },
-                    false,
-                ))
+            // Another request with the key won meanwhile: this one's inbox entry goes.
+            Ok(Outcome::Refused(r)) => {
+                self.store.inbox_remove(&user, &id).await.map_err(store_down)?;
+                let r =
+                    r.ok_or_else(|| Unavailable { code: "busy", message: "try again".into() })?;
+                Ok((first_answer(&r), false))
             }
-            Outcome::Refused(None) => {
-                Err(Unavailable { code: "busy", message: "try again".into() })
+            Err(e) => {
+                // Not published: the inbox entry goes too, so a retry keeps one.
+                let _ = self.store.inbox_remove(&user, &id).await;
+                Err(e)
             }
         }
     }
@@ -203,14 +234,5 @@ impl Notifications {
         a.set = vec![("times", times.iter().map(i64::to_string).collect::<Vec<_>>().join(","))];
         a.keep = Keep::For(self.cfg.budget_window);
         self.log.append_if(a).await.map(|_| ())
-    }
-
-    /// Publishes `notification.read` to every endpoint of the user.
-    pub async fn mark_read(&self, user: &str, id: &str) -> Result<u64, Unavailable> {
-        let ev = Event::of(&EventBody::NotificationRead { id: id.to_owned() });
-        match self.log.append_if(Append::events(user, vec![ev])).await? {
-            Outcome::Appended { last, .. } => Ok(last),
-            Outcome::Refused(_) => Ok(0),
-        }
     }
 }

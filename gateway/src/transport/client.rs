@@ -138,7 +138,8 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
     let state = session.state.clone();
     let missing = |field: &str| format!("{kind} needs a string \"{field}\" of 1-256 bytes");
     let per_sec = state.limits.client_publish_per_sec;
-    if matches!(kind, "notification.read" | "turn.cancel") && !frames.publish(per_sec) {
+    let publishing = matches!(kind, "notification.read" | "notification.mark" | "turn.cancel");
+    if publishing && !frames.publish(per_sec) {
         let message = format!(
             "more than {per_sec} publishing frames a second (burst {}); nothing was published",
             2 * per_sec
@@ -179,6 +180,28 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             };
             match state.notes.mark_read(&session.user, id).await {
                 Ok(_) => Action::Nothing,
+                Err(e) => Action::Reply(ControlFrame::error(e.code, e.message, reference)),
+            }
+        }
+        "notification.mark" => {
+            let mut fields = map.clone();
+            fields.remove("type");
+            fields.remove("ref");
+            let parsed = serde_json::from_value::<wire::api::MarkRequest>(Value::Object(fields));
+            let mark = match parsed
+                .map_err(|e| e.to_string())
+                .and_then(|m| crate::domain::inbox::which(m.ids, m.all).map(|ids| (ids, m.status)))
+            {
+                Ok(m) => m,
+                Err(e) => return bad(session, frames, "invalid_frame", e, reference),
+            };
+            match state.notes.mark(&session.user, mark.0, mark.1).await {
+                Ok(r) => Action::Reply(ControlFrame::NotificationMarked {
+                    updated: r.updated,
+                    unread_count: r.unread_count,
+                    unseen_count: r.unseen_count,
+                    reference,
+                }),
                 Err(e) => Action::Reply(ControlFrame::error(e.code, e.message, reference)),
             }
         }

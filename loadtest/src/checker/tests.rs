@@ -130,6 +130,7 @@ fn a_foreign_users_event_is_caught() {
         body: "b".into(),
         data: serde_json::Value::Null,
         created_at: "x".into(),
+        unread_count: None,
     };
     f.feed(&mut c, &[ev(1, notif)]);
     assert_eq!(f.counts(), vec![(Kind::ForeignUser, 2)]);

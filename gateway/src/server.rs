@@ -86,7 +86,10 @@ impl Background {
         tasks.spawn(async move {
             every(SWEEP_EVERY, &st, || async {
                 s.backplane.sweep().await;
-                s.turns.sweep().await
+                s.turns.sweep().await;
+                if let Err(e) = s.notes.fire_digests().await {
+                    tracing::warn!(error = %e, "digest sweep failed; next sweep");
+                }
             })
             .await;
         });

@@ -179,3 +179,85 @@ async fn preferences_apply_on_every_redis_node_at_once() {
     let (_, seen) = b.get_json("/v1/users/dee/preferences", &token("dee", None)).await;
     assert_eq!(seen["categories"]["ops"]["enabled"], false);
 }
+
+/// The next digest a device receives within `secs`, skipping other events.
+async fn maybe_digest(device: &mut WsClient, secs: u64) -> Option<EventBody> {
+    let wait = async {
+        loop {
+            let e = device.event().await;
+            if matches!(e.body, EventBody::NotificationDigest { .. }) {
+                return e.body;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(secs), wait).await.ok()
+}
+
+async fn next_digest(device: &mut WsClient, secs: u64) -> EventBody {
+    maybe_digest(device, secs).await.expect("a digest in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_is_announced_once_when_it_ends() {
+    let gw = TestGateway::start(&[
+        ("GATEWAY_NOTIFY_BUDGET_PER_HOUR", "1"),
+        ("GATEWAY_NOTIFY_BUDGET_WINDOW_MS", "2000"),
+    ]);
+    let mut device = gw.ws("dg", "").await;
+    device.hello().await;
+    assert_eq!(send(&gw, "dg", "news", "normal", "fits").await["disposition"], "delivered");
+    let a = send(&gw, "dg", "news", "normal", "over-1").await;
+    let b = send(&gw, "dg", "sport", "low", "over-2").await;
+    assert_eq!(
+        (a["disposition"].as_str(), b["disposition"].as_str()),
+        (Some("digested"), Some("digested"))
+    );
+    match next_digest(&mut device, 15).await {
+        EventBody::NotificationDigest { count, ids, categories, reason, .. } => {
+            assert_eq!((count, reason.as_str()), (2, "budget"));
+            assert_eq!(ids, [a["id"].as_str().unwrap(), b["id"].as_str().unwrap()]);
+            assert_eq!(categories.get("sport"), Some(&1));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Muted for two seconds: held, then one digest.
+    let until = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(2)).unwrap();
+    assert_eq!(patch(&gw, "dg", json!({"mute_until": until.to_string()})).await.0, 200);
+    assert_eq!(send(&gw, "dg", "news", "high", "muted").await["disposition"], "held");
+    assert!(
+        matches!(next_digest(&mut device, 15).await, EventBody::NotificationDigest { count: 1, ref reason, .. } if reason == "muted")
+    );
+    assert!(maybe_digest(&mut device, 6).await.is_none(), "one digest per window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_redis_nodes_publish_a_digest_once_even_when_the_node_that_held_it_is_gone() {
+    let redis = TestRedis::start();
+    let (url, schema) = (database_url(), unique("gwdigest"));
+    let _drop = DropSchema { url: url.clone(), schema: schema.clone() };
+    let prefix = format!("dg{:x}", rand::random::<u32>());
+    let env = [
+        ("GATEWAY_REDIS_URL", redis.url.as_str()),
+        ("GATEWAY_REDIS_PREFIX", prefix.as_str()),
+        ("GATEWAY_STORE_URL", url.as_str()),
+        ("GATEWAY_STORE_SCHEMA", schema.as_str()),
+        ("GATEWAY_NOTIFY_BUDGET_PER_HOUR", "1"),
+        ("GATEWAY_NOTIFY_BUDGET_WINDOW_MS", "3000"),
+    ];
+    let (mut a, b, c) =
+        (TestGateway::start(&env), TestGateway::start(&env), TestGateway::start(&env));
+    let (mut on_b, mut on_c) = (b.ws("dr", "").await, c.ws("dr", "").await);
+    on_b.hello().await;
+    on_c.hello().await;
+    assert_eq!(send(&a, "dr", "n", "normal", "fits").await["disposition"], "delivered");
+    assert_eq!(send(&a, "dr", "n", "normal", "over").await["disposition"], "digested");
+    a.signal("KILL");
+    a.wait_exit(std::time::Duration::from_secs(5));
+    for device in [&mut on_b, &mut on_c] {
+        assert!(matches!(
+            next_digest(device, 20).await,
+            EventBody::NotificationDigest { count: 1, .. }
+        ));
+    }
+    assert!(maybe_digest(&mut on_b, 6).await.is_none(), "published once, though two nodes swept");
+}

@@ -158,7 +158,8 @@ impl Endpoint {
                 }
                 EventBody::TurnTrace { .. }
                 | EventBody::NotificationRead { .. }
-                | EventBody::NotificationState { .. } => {}
+                | EventBody::NotificationState { .. }
+                | EventBody::NotificationDigest { .. } => {}
             }
         }
         ctx.progress[self.idx].store(self.check.next, Ordering::Relaxed);

@@ -62,6 +62,18 @@ pub enum EventBody {
     },
     #[serde(rename = "notification.read")]
     NotificationRead { id: String },
+    /// v1.1: the notifications a window held (quiet hours, a mute) or digested (the budget),
+    /// announced once when it is over.
+    #[serde(rename = "notification.digest")]
+    NotificationDigest {
+        count: u64,
+        ids: Vec<String>,
+        categories: std::collections::BTreeMap<String, u64>,
+        /// `quiet_hours`, `muted` or `budget`.
+        reason: String,
+        from: String,
+        until: String,
+    },
     /// v1.1: notifications of the inbox changed state on some device.
     #[serde(rename = "notification.state")]
     NotificationState {
@@ -86,6 +98,7 @@ impl EventBody {
             EventBody::Notification { .. } => "notification",
             EventBody::NotificationRead { .. } => "notification.read",
             EventBody::NotificationState { .. } => "notification.state",
+            EventBody::NotificationDigest { .. } => "notification.digest",
         }
     }
 

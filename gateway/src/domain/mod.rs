@@ -12,6 +12,7 @@
 //! A new event family is a module here plus its wire types.
 
 pub mod contract;
+mod digests;
 pub mod inbox;
 pub mod notifications;
 pub mod prefs;

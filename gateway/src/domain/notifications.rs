@@ -17,7 +17,7 @@ use wire::api::{CreateNotification, Disposition, NotificationReply};
 use wire::prefs::Preferences;
 use wire::{EventBody, Priority};
 
-use super::prefs::{self, PrefError};
+use super::prefs::{self, Hold, PrefError};
 use crate::backplane::{
     Append, Backplane, Blobs, Event, Expect, Keep, Outcome, Unavailable, now_ms,
 };
@@ -172,13 +172,15 @@ impl Notifications {
         let prefs = self.preferences(&user).await?;
         let now = now_ms();
         let budget = prefs.budget_per_hour.unwrap_or(self.cfg.budget);
-        let used = match budget > 0 && priority.rank() < Priority::High.rank() {
-            true => self.delivered_in_window(&user, now).await?.len() as u64,
-            false => 0,
+        let delivered_before = match budget > 0 && priority.rank() < Priority::High.rank() {
+            true => self.delivered_in_window(&user, now).await?,
+            false => Vec::new(),
         };
+        let used = delivered_before.len() as u64;
         let at = Timestamp::from_millisecond(now).unwrap_or(Timestamp::UNIX_EPOCH);
-        let (disposition, _) =
+        let (disposition, hold) =
             prefs::disposition(&prefs, &req.category, priority, at, used, budget);
+        let window = self.window(&prefs, disposition, hold, &delivered_before, at);
         let id = crate::ids::fresh("n");
         let kept = inbox_record(&id, &req, disposition, now);
         self.store.inbox_add(&kept).await.map_err(store_down)?;
@@ -199,6 +201,9 @@ impl Notifications {
                 if delivered && budget > 0 && priority.rank() < Priority::High.rank() {
                     self.count_delivery(&user, now).await?;
                 }
+                if let Some((reason, end)) = window {
+                    self.add_to_digest(&user, &id, &req.category, now, reason, end).await?;
+                }
                 let seq = delivered.then_some(first);
                 Ok((NotificationReply { id, seq, disposition }, true))
             }
@@ -214,6 +219,32 @@ impl Notifications {
                 let _ = self.store.inbox_remove(&user, &id).await;
                 Err(e)
             }
+        }
+    }
+
+    /// The window after which a held or digested notification is announced: `(reason, end)`.
+    fn window(
+        &self,
+        prefs: &Preferences,
+        d: Disposition,
+        hold: Option<Hold>,
+        delivered_before: &[i64],
+        at: Timestamp,
+    ) -> Option<(&'static str, i64)> {
+        match (d, hold) {
+            (Disposition::Digested, _) => {
+                let oldest = delivered_before.iter().min()?;
+                Some(("budget", oldest + self.cfg.budget_window.as_millis() as i64))
+            }
+            (_, Some(Hold::Muted)) => {
+                let m = prefs.mute_until.as_deref()?.parse::<Timestamp>().ok()?;
+                Some(("muted", m.as_millisecond()))
+            }
+            (_, Some(Hold::QuietHours)) => {
+                let end = prefs::quiet_hours_end(prefs.quiet_hours.as_ref()?, at)?;
+                Some(("quiet_hours", end.as_millisecond()))
+            }
+            _ => None,
         }
     }
 

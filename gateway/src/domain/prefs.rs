@@ -174,6 +174,20 @@ pub fn in_quiet_hours(q: &QuietHours, now: Timestamp) -> bool {
     }
 }
 
+/// When the quiet-hours window that holds `now` ends (`None`: `now` is outside any).
+pub fn quiet_hours_end(q: &QuietHours, now: Timestamp) -> Option<Timestamp> {
+    if !in_quiet_hours(q, now) {
+        return None;
+    }
+    let (tz, until, from) = (TimeZone::get(&q.tz).ok()?, clock(&q.until)?, clock(&q.from)?);
+    let local = now.to_zoned_datetime(tz.clone());
+    let mut day = local.date();
+    if from > until && local.time() >= from {
+        day = day.tomorrow().ok()?;
+    }
+    Some(day.to_datetime(until).to_zoned_datetime(tz).ok()?.timestamp())
+}
+
 /// Why a notification was held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -270,6 +284,9 @@ mod tests {
         assert!(!in_quiet_hours(&q, at("2026-11-28T06:00:00Z")), "07:00 is out");
         assert!(!in_quiet_hours(&q, at("2026-11-28T21:30:00Z")), "Saturday's evening: no window");
         assert!(!in_quiet_hours(&q, at("2026-11-27T20:59:00Z")), "Friday 21:59 Paris");
+        let end = quiet_hours_end(&q, at("2026-11-27T21:30:00Z")).unwrap();
+        assert_eq!(end, at("2026-11-28T06:00:00Z"), "Saturday 07:00 Paris");
+        assert_eq!(quiet_hours_end(&q, at("2026-11-28T05:00:00Z")), Some(end));
     }
 
     #[test]

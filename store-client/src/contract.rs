@@ -39,6 +39,7 @@ pub async fn run_all(store: &dyn TurnStore) {
     concurrent_writers_all_succeed(store).await;
     preferences_are_kept_per_user_and_replaced_whole(store).await;
     the_inbox_pages_counts_and_marks(store).await;
+    the_push_queue_leases_retries_and_finds_what_to_retract(store).await;
     store.ping().await.unwrap();
 }
 
@@ -281,4 +282,39 @@ pub async fn the_inbox_pages_counts_and_marks(s: &dyn TurnStore) {
     assert_eq!(s.inbox_page(&u, S::All, None, 100, None).await.unwrap().len(), 6);
     assert!(s.inbox_purge(1_005).await.unwrap() >= 5);
     assert_eq!(s.inbox_page(&u, S::All, None, 100, None).await.unwrap().len(), 4);
+}
+
+pub async fn the_push_queue_leases_retries_and_finds_what_to_retract(s: &dyn TurnStore) {
+    use crate::{Mark, Marked, PushEntry, PushResult};
+    let u = format!("pu-{}", rand_tag());
+    let now = 10_000_000_000_000i64; // far ahead: other checks' entries are due before it
+    let key = format!("k-{u}");
+    let e = PushEntry {
+        key: key.clone(),
+        user_id: u.clone(),
+        kind: "notification".into(),
+        notification_id: Some(format!("{u}-n")),
+        body: "{}".into(),
+        attempts: 0,
+        created_at_ms: now,
+    };
+    s.push_enqueue(&e).await.unwrap();
+    s.push_enqueue(&e).await.unwrap(); // the same key: nothing
+    let mine = |v: Vec<PushEntry>| v.into_iter().filter(|p| p.user_id == u).collect::<Vec<_>>();
+    let got = mine(s.push_claim(now, 30_000, 100).await.unwrap());
+    assert_eq!(got.len(), 1);
+    assert!(mine(s.push_claim(now + 1, 30_000, 100).await.unwrap()).is_empty(), "leased");
+    s.push_retry(&key, 1, now + 5).await.unwrap();
+    let again = mine(s.push_claim(now + 5, 30_000, 100).await.unwrap());
+    assert_eq!((again.len(), again[0].attempts, again[0].key.as_str()), (1, 1, key.as_str()));
+    s.push_done(&key, PushResult::Sent).await.unwrap();
+    assert!(
+        mine(s.push_claim(now + 1_000_000, 30_000, 100).await.unwrap()).is_empty(),
+        "sent is final"
+    );
+    assert!(s.push_take_retractable(&u).await.unwrap().is_empty(), "not read yet");
+    s.inbox_add(&note(&u, &format!("{u}-n"), "c", now)).await.unwrap();
+    s.inbox_mark(&u, Marked::Ids(&[format!("{u}-n")]), Mark::Read, now).await.unwrap();
+    assert_eq!(s.push_take_retractable(&u).await.unwrap(), vec![format!("{u}-n")]);
+    assert!(s.push_take_retractable(&u).await.unwrap().is_empty(), "retracted once");
 }

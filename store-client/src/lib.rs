@@ -22,6 +22,7 @@ pub mod inbox;
 pub mod outbox;
 mod persister;
 mod postgres;
+pub mod push;
 mod sql;
 mod types;
 
@@ -32,13 +33,14 @@ pub use inbox::{Inbox, InboxRecord, InboxStatus, Mark, Marked};
 pub use outbox::{AsideFilter, EmbeddedOutbox, Outbox, OutboxStats, Pending, SetAside};
 pub use persister::{PersistCounters, Persister, RetryPolicy};
 pub use postgres::PostgresStore;
+pub use push::{PushEntry, PushQueue, PushResult};
 pub use types::{FinalTurn, Page, PutOutcome, Trace, TurnRecord};
 
 use async_trait::async_trait;
 
 /// Where finalised turns are kept.
 #[async_trait]
-pub trait TurnStore: Inbox + Send + Sync + 'static {
+pub trait TurnStore: Inbox + PushQueue + Send + Sync + 'static {
     /// Stores a turn and its traces in one transaction, unless a turn with this id is stored
     /// already: then nothing changes, and the answer says whether the content was the same.
     async fn put(&self, turn: &FinalTurn) -> Result<PutOutcome, StoreError>;

@@ -135,6 +135,17 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "2592000000",
         "how long a notification stays in the inbox (and its counts)",
     ),
+    (
+        "push_webhook_url",
+        "unset: no push",
+        "where delivered notifications of users with no live endpoint (and every critical one) are POSTed, and retracts",
+    ),
+    (
+        "push_webhook_secret",
+        "unset",
+        "HMAC-SHA256 key of X-Gateway-Signature (at least 16 bytes); required with push_webhook_url",
+    ),
+    ("push_min_priority", "high", "the lowest priority pushed to an offline user (low, normal, high, critical)"),
     ("turn_retention_ms", "3600000", "how long an ended turn's state (and idempotency) is kept"),
     ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
     ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),
@@ -232,6 +243,10 @@ pub struct Config {
     pub notify_budget_per_hour: u64,
     pub notify_budget_window_ms: u64,
     pub inbox_retention_ms: u64,
+    pub push_webhook_url: Option<String>,
+    pub push_webhook_secret: Option<String>,
+    /// `low`, `normal`, `high` or `critical`.
+    pub push_min_priority: String,
     pub turn_retention_ms: u64,
     pub drain_timeout_ms: u64,
     pub reconnect_after_ms: u64,
@@ -292,6 +307,9 @@ impl Default for Config {
             notify_budget_per_hour: 0,
             notify_budget_window_ms: 3_600_000,
             inbox_retention_ms: 30 * 86_400_000,
+            push_webhook_url: None,
+            push_webhook_secret: None,
+            push_min_priority: "high".into(),
             turn_retention_ms: 3_600_000,
             drain_timeout_ms: 10_000,
             reconnect_after_ms: 1_000,
@@ -392,6 +410,14 @@ impl Config {
             if self.allowed_origins == OriginPolicy::NoneAllowed {
                 self.allowed_origins = OriginPolicy::Any;
             }
+        }
+        if self.push_webhook_url.is_some() && self.push_webhook_secret.is_none() {
+            errors.push(ConfigError {
+                setting: "GATEWAY_PUSH_WEBHOOK_SECRET".into(),
+                message:
+                    "required with GATEWAY_PUSH_WEBHOOK_URL (the webhook checks the signature)"
+                        .into(),
+            });
         }
         if self.auth_hs256_secret.is_none() && self.auth_public_key_pem.is_none() {
             errors.push(ConfigError {
@@ -525,6 +551,21 @@ impl Config {
             "max_ndjson_body_bytes" => self.max_ndjson_body_bytes = parse::int(v, 1_024, 1 << 40)?,
             "dedup_window_ms" => self.dedup_window_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
             "notify_budget_per_hour" => self.notify_budget_per_hour = parse::int(v, 0, 1_000_000)?,
+            "push_webhook_url" => {
+                self.push_webhook_url = Some(parse::url_with_schemes(v, &["http", "https"])?)
+            }
+            "push_webhook_secret" => {
+                if v.len() < 16 {
+                    return Err(format!("must be at least 16 bytes (got {})", v.len()));
+                }
+                self.push_webhook_secret = Some(v.to_owned());
+            }
+            "push_min_priority" => {
+                if !["low", "normal", "high", "critical"].contains(&v.trim()) {
+                    return Err("must be low, normal, high or critical".into());
+                }
+                self.push_min_priority = v.trim().to_owned();
+            }
             "inbox_retention_ms" => {
                 self.inbox_retention_ms = parse::int(v, 1_000, 3_650 * 86_400_000)?
             }

@@ -10,6 +10,7 @@
 //! - [`transport`]: the WebSocket and SSE endpoint tasks;
 //! - [`api`]: HTTP routes (producer API, history, presence, operations);
 //! - [`auth`]: token verification; [`audit`]: the audit trail of operator actions; [`metrics`]: the Prometheus registry;
+//! - [`push`]: calls to the push webhook, from the store's push outbox;
 //! - [`accept`]: accepting connections within their caps and timeouts;
 //! - [`setup`]: the parts of a mode, from settings; [`server`]: serving, background tasks and
 //!   the drain sequence; [`state`]: what every handler shares.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod hub;
 pub mod ids;
 pub mod metrics;
+pub mod push;
 pub mod server;
 pub mod setup;
 pub mod state;

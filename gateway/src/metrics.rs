@@ -23,6 +23,10 @@ pub struct Metrics {
     pub turns_started: Counter,
     pub notifications: Counter,
     pub notifications_deduplicated: Counter,
+    pub push_queued: Counter,
+    pub push_sent: Counter,
+    pub push_failed: Counter,
+    pub push_retracted: Counter,
     /// Notifications by disposition: delivered, held, digested, suppressed.
     pub dispositions: [Counter; 4],
     /// Bytes the retained user logs of this node hold (read from the hub when scraped).
@@ -71,6 +75,10 @@ impl Metrics {
             turns_started: counter("gateway_turns_started_total", &[]),
             notifications: counter("gateway_notifications_total", &[]),
             notifications_deduplicated: counter("gateway_notifications_deduplicated_total", &[]),
+            push_queued: counter("gateway_push_total", &[("result", "queued")]),
+            push_sent: counter("gateway_push_total", &[("result", "sent")]),
+            push_failed: counter("gateway_push_total", &[("result", "failed")]),
+            push_retracted: counter("gateway_push_total", &[("result", "retracted")]),
             dispositions: ["delivered", "held", "digested", "suppressed"]
                 .map(|d| counter("gateway_notification_dispositions_total", &[("disposition", d)])),
             log_bytes: plain_gauge("gateway_log_bytes"),

@@ -95,6 +95,10 @@ impl Background {
         });
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move { s.persister.run(st).await });
+        if let Some(push) = state.push.clone() {
+            let st = stop.clone();
+            tasks.spawn(async move { push.run(st).await });
+        }
         let (s, st) = (state.clone(), stop.clone());
         tasks.spawn(async move { s.backplane.run(st).await });
         let (s, st) = (state.clone(), stop.clone());

@@ -18,6 +18,7 @@ use crate::domain::sink::{EmbeddedSink, RedisSink};
 use crate::domain::{Notifications, TurnSink, Turns, TurnsConfig};
 use crate::hub::{Hub, Retention};
 use crate::metrics::Metrics;
+use crate::push::{PushConfig, PushSender};
 use crate::state::Parts;
 
 /// Why a node cannot start.
@@ -109,9 +110,10 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     };
     let backplane: Arc<dyn Backplane> = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
     let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister: persister.clone() });
-    let (turns, notes) = domain(cfg, &backplane, sink, &store);
-    outbox.serve(turns.clone());
-    Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics })
+    let push = push(cfg, &store, &metrics);
+    let d = domain(cfg, &backplane, sink, &store, presence.clone(), push.clone());
+    outbox.serve(d.0.clone());
+    Ok(Parts { hub, backplane, turns: d.0, notes: d.1, presence, store, persister, metrics, push })
 }
 
 /// Embedded mode: one process holds every log, turn and presence entry.
@@ -127,10 +129,11 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
         persister: persister.clone(),
         turn_retention: Duration::from_millis(cfg.turn_retention_ms),
     });
-    let (turns, notes) = domain(cfg, &backplane, sink, &store);
-    turns.recover().await.map_err(SetupError::Recover)?;
     let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
-    Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics })
+    let push = push(cfg, &store, &metrics);
+    let (turns, notes) = domain(cfg, &backplane, sink, &store, presence.clone(), push.clone());
+    turns.recover().await.map_err(SetupError::Recover)?;
+    Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics, push })
 }
 
 /// The domain services over a backplane.
@@ -139,6 +142,8 @@ fn domain(
     backplane: &Arc<dyn Backplane>,
     sink: Arc<dyn TurnSink>,
     store: &Arc<dyn TurnStore>,
+    presence: Arc<dyn presence::PresenceRegistry>,
+    push: Option<Arc<PushSender>>,
 ) -> (Arc<Turns>, Arc<Notifications>) {
     let turns = Turns::new(
         backplane.clone(),
@@ -154,6 +159,20 @@ fn domain(
         budget: cfg.notify_budget_per_hour as u32,
         budget_window: Duration::from_millis(cfg.notify_budget_window_ms),
     };
-    let notes = Notifications::new(backplane.clone(), store.clone(), notify);
+    let notes = Notifications::new(backplane.clone(), store.clone(), notify, presence, push);
     (Arc::new(turns), Arc::new(notes))
+}
+
+/// The push sender, when `GATEWAY_PUSH_WEBHOOK_URL` is set.
+fn push(
+    cfg: &Config,
+    store: &Arc<dyn TurnStore>,
+    metrics: &Arc<Metrics>,
+) -> Option<Arc<PushSender>> {
+    let (url, secret) = (cfg.push_webhook_url.clone()?, cfg.push_webhook_secret.clone()?);
+    let min_priority =
+        serde_json::from_value(serde_json::Value::from(cfg.push_min_priority.as_str()))
+            .unwrap_or(wire::Priority::High);
+    let push = PushConfig { url, secret, min_priority };
+    Some(Arc::new(PushSender::new(store.clone(), push, metrics.clone())))
 }

@@ -65,6 +65,8 @@ pub struct Parts {
     pub store: Arc<dyn TurnStore>,
     pub persister: Arc<Persister>,
     pub metrics: Arc<Metrics>,
+    /// Calls to the push webhook (`None`: push is off).
+    pub push: Option<Arc<crate::push::PushSender>>,
 }
 
 pub struct Shared {
@@ -87,6 +89,8 @@ pub struct Shared {
     /// Drains the outbox into the store.
     pub persister: Arc<Persister>,
     pub metrics: Arc<Metrics>,
+    /// Calls to the push webhook (`None`: push is off).
+    pub push: Option<Arc<crate::push::PushSender>>,
     /// This node's endpoints (conn_id → user), for the batched presence refresh.
     pub local_endpoints: DashMap<String, (Arc<str>, Arc<wire::EndpointInfo>)>,
     /// Cancelled when the node starts draining: every connection says goodbye.
@@ -137,6 +141,7 @@ impl AppState {
             store: parts.store,
             persister: parts.persister,
             metrics: parts.metrics,
+            push: parts.push,
             local_endpoints: DashMap::new(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),

@@ -46,7 +46,8 @@ impl Node {
             budget: 0,
             budget_window: Duration::from_secs(3600),
         };
-        let notes = Arc::new(Notifications::new(backplane.clone(), store, notify));
+        let presence = Arc::new(presence::MemoryPresence::new(Duration::from_secs(60)));
+        let notes = Arc::new(Notifications::new(backplane.clone(), store, notify, presence, None));
         Node { backplane, hub, turns, notes }
     }
 }

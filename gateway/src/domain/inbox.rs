@@ -103,6 +103,9 @@ impl Notifications {
         let all = ids.is_none().then_some(true);
         let body = EventBody::NotificationState { ids, all, status, unread_count, unseen_count };
         self.log.append_if(Append::events(user, vec![Event::of(&body)])).await?;
+        if matches!(status, MarkStatus::Read | MarkStatus::Archived) {
+            self.retract_read(user).await?;
+        }
         Ok(MarkReply { updated, unread_count, unseen_count })
     }
 
@@ -114,6 +117,7 @@ impl Notifications {
             .inbox_mark(user, Marked::Ids(&one), Mark::Read, now_ms())
             .await
             .map_err(store_down)?;
+        self.retract_read(user).await?;
         let ev = Event::of(&EventBody::NotificationRead { id: id.to_owned() });
         match self.log.append_if(Append::events(user, vec![ev])).await? {
             Outcome::Appended { last, .. } => Ok(last),

@@ -16,6 +16,7 @@ mod digests;
 pub mod inbox;
 pub mod notifications;
 pub mod prefs;
+mod pushes;
 mod recover;
 pub mod sink;
 pub mod turn;

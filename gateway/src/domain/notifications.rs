@@ -36,6 +36,9 @@ pub struct Notifications {
     pub(super) log: Arc<dyn Backplane>,
     pub(super) store: Arc<dyn TurnStore>,
     cfg: NotifyConfig,
+    /// Where pushes go (`None`: push is off), and who is online.
+    pub(super) push: Option<Arc<crate::push::PushSender>>,
+    pub(super) presence: Arc<dyn presence::PresenceRegistry>,
 }
 
 /// Why preferences could not be changed.
@@ -105,8 +108,14 @@ fn disposition_name(d: Disposition) -> &'static str {
 }
 
 impl Notifications {
-    pub fn new(log: Arc<dyn Backplane>, store: Arc<dyn TurnStore>, cfg: NotifyConfig) -> Self {
-        Notifications { log, store, cfg }
+    pub fn new(
+        log: Arc<dyn Backplane>,
+        store: Arc<dyn TurnStore>,
+        cfg: NotifyConfig,
+        presence: Arc<dyn presence::PresenceRegistry>,
+        push: Option<Arc<crate::push::PushSender>>,
+    ) -> Self {
+        Notifications { log, store, cfg, push, presence }
     }
 
     /// The user's preferences (the defaults when they set none).
@@ -203,6 +212,10 @@ impl Notifications {
                 }
                 if let Some((reason, end)) = window {
                     self.add_to_digest(&user, &id, &req.category, now, reason, end).await?;
+                }
+                if delivered {
+                    let created_at = crate::ids::rfc3339_ms(now);
+                    self.push_if_due(&prefs, &id, &req, &created_at).await?;
                 }
                 let seq = delivered.then_some(first);
                 Ok((NotificationReply { id, seq, disposition }, true))

@@ -53,6 +53,11 @@ impl Session {
             node_id: state.node_id.clone(),
             connected_at: ids::now_rfc3339(),
         });
+        if let Some(tid) = &principal.tenant
+            && let Err(e) = state.notes.note_tenant(&principal.user_id, tid).await
+        {
+            tracing::warn!(error = %e, "cannot note the user's tenant");
+        }
         if let Err(e) = state.presence.register(&principal.user_id, info.clone()).await {
             tracing::warn!(error = %e, conn_id = %info.conn_id, "presence register failed; the refresh will retry");
         }

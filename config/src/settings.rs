@@ -145,7 +145,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "unset",
         "HMAC-SHA256 key of X-Gateway-Signature (at least 16 bytes); required with push_webhook_url",
     ),
-    ("push_min_priority", "high", "the lowest priority pushed to an offline user (low, normal, high, critical)"),
+    (
+        "push_min_priority",
+        "high",
+        "the lowest priority pushed to an offline user (low, normal, high, critical)",
+    ),
     ("turn_retention_ms", "3600000", "how long an ended turn's state (and idempotency) is kept"),
     ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
     ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),

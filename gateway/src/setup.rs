@@ -75,11 +75,16 @@ pub async fn parts(cfg: &Config) -> Result<Parts, SetupError> {
 /// §Backpressure): a fast path, not a limit (`GATEWAY_OUTBOUND_QUEUE` is retired).
 const LIVE_QUEUE: usize = 256;
 
-/// A hub for `cfg`: in embedded mode its rings are the logs; in Redis mode they are the
-/// node-local cache of the logs of the users with endpoints here.
-fn hub(cfg: &Config, metrics: &Arc<Metrics>) -> Arc<Hub> {
+/// Events of each user's log a Redis-mode node keeps at most in its cache: enough for what a
+/// lagging endpoint reads back after a burst without a round trip, small enough that caching
+/// costs little per event (older events come from Redis).
+const NODE_CACHE_EVENTS: usize = 1024;
+
+/// A hub for `cfg`: in embedded mode its rings are the logs (`keep` = the log's retention); in
+/// Redis mode they are the node-local cache of the logs of the users with endpoints here.
+fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
     let retention = Retention {
-        count: cfg.log_retention as usize,
+        count: keep,
         age: Duration::from_millis(cfg.log_retention_ms),
         bytes: cfg.log_retention_bytes as usize,
         node_bytes: cfg.log_memory_bytes as usize,
@@ -90,7 +95,7 @@ fn hub(cfg: &Config, metrics: &Arc<Metrics>) -> Arc<Hub> {
 /// Redis mode: logs, turns, dedup keys, presence and the outbox in Redis, shared by every node.
 pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let metrics = Arc::new(Metrics::new());
-    let hub = hub(cfg, &metrics);
+    let hub = hub(cfg, NODE_CACHE_EVENTS.min(cfg.log_retention as usize), &metrics);
     let link =
         RedisLink::connect(url, &cfg.redis_prefix, hub.clone()).await.map_err(SetupError::Redis)?;
     let store = store(cfg).await?;
@@ -119,7 +124,7 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
 /// Embedded mode: one process holds every log, turn and presence entry.
 pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
     let metrics = Arc::new(Metrics::new());
-    let hub = hub(cfg, &metrics);
+    let hub = hub(cfg, cfg.log_retention as usize, &metrics);
     let store = store(cfg).await?;
     let outbox = Arc::new(EmbeddedOutbox::open(&cfg.data_dir).await.map_err(SetupError::DataDir)?);
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));

@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// A directory holding the Node peer's server.js with its node_modules installed.
     #[arg(long)]
     pub node_peer: Option<PathBuf>,
-    /// Only these scenarios (idle, stream20k, stream, burst, burstlog, chaos, saturate); default all.
+    /// Only these scenarios (idle, stream20k, stream, burst, burstlog, storm, chaos, saturate); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Multiplies endpoint counts and turn rates (0.1 for a quick look).
@@ -99,6 +99,17 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
                 users: users(10.0),
                 devices: 2,
                 burst_deltas: 3000,
+                duration_s: 0.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "storm",
+            "10,000 notifications to one user (4 devices) as fast as taken, over categories and priorities her preferences filter",
+            Scenario {
+                users: 1,
+                devices: 4,
+                notify_storm: (10_000.0 * scale).round().max(1.0) as u32,
                 duration_s: 0.0,
                 ..base.clone()
             },

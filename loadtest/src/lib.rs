@@ -5,7 +5,8 @@
 //!
 //! - [`scenario`]: what to run (defaults, TOML, flags); [`tokens`]: who to run it as;
 //! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume);
-//! - [`producer`]: turns, deltas and notifications; [`checker`]: the promises, checked;
+//! - [`producer`]: turns, deltas and notifications; [`storm`]: a notification storm against
+//!   preferences; [`checker`]: the promises, checked;
 //! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios;
 //! - [`baseline`]: a bare tokio-tungstenite fan-out, the yardstick for saturated throughput;
 //! - [`soak`]: minutes of chaos traffic through faults on a schedule, memory sampled ([`proxy`]
@@ -24,4 +25,5 @@ pub mod runner;
 pub mod scenario;
 pub mod soak;
 pub mod stats;
+pub mod storm;
 pub mod tokens;

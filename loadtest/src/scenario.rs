@@ -57,6 +57,9 @@ scenario! {
     /// Instead of turns: one turn to each user whose `burst_deltas` deltas and end come in one
     /// NDJSON write (PROTOCOL.md v1.1: every reading device gets all of it, no close).
     burst_deltas: u32 = 0,
+    /// Instead of turns: this many notifications to the first user as fast as the gateway takes
+    /// them, over categories and priorities her preferences filter (issue 11's storm).
+    notify_storm: u32 = 0,
     /// Fraction of endpoints dropping and resuming per second (chaos).
     chaos_rate: f64 = 0.0,
     /// New connections per second while connecting.

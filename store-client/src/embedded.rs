@@ -65,4 +65,4 @@ impl EmbeddedStore {
 
 impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
 crate::push::impl_push_queue!(EmbeddedStore);
-crate::inbox::impl_inbox!(EmbeddedStore, sqlx::sqlite::SqliteRow);
+crate::inbox::impl_inbox!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");

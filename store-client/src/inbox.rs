@@ -123,8 +123,20 @@ pub const INSERT: &str = "INSERT INTO notifications (id, user_id, category, prio
      created_at_ms, disposition, seen_at_ms, read_at_ms, archived_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
 pub const REMOVE: &str = "DELETE FROM notifications WHERE user_id = $1 AND id = $2";
-pub const COUNT_UNREAD: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND read_at_ms IS NULL";
-pub const COUNT_UNSEEN: &str = "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND seen_at_ms IS NULL";
+/// Makes the user's counts row from the inbox when it is missing (the only full count; the
+/// `WHERE` keeps the counts from being computed when the row is there).
+pub const RECOUNT: &str = "INSERT INTO notification_counts (user_id, unread, unseen) SELECT $1, \
+     (SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND read_at_ms IS NULL), \
+     (SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND archived_at_ms IS NULL AND seen_at_ms IS NULL) \
+     WHERE NOT EXISTS (SELECT 1 FROM notification_counts WHERE user_id = $1) \
+     ON CONFLICT (user_id) DO NOTHING";
+pub const COUNTS: &str = "SELECT unread, unseen FROM notification_counts WHERE user_id = $1";
+/// One more notification not archived, neither read nor seen.
+pub const COUNT_ONE: &str =
+    "UPDATE notification_counts SET unread = unread + 1, unseen = unseen + 1 WHERE user_id = $1";
+pub const FORGET_COUNTS: &str = "DELETE FROM notification_counts WHERE user_id = $1";
+pub const FORGET_PURGED_COUNTS: &str = "DELETE FROM notification_counts WHERE user_id IN \
+     (SELECT DISTINCT user_id FROM notifications WHERE created_at_ms < $1)";
 pub const PURGE: &str = "DELETE FROM notifications WHERE created_at_ms < $1";
 const COLUMNS: &str = "id, user_id, category, priority, title, body, data, created_at_ms, disposition, \
      seen_at_ms, read_at_ms, archived_at_ms";
@@ -184,7 +196,7 @@ where
 
 /// Implements [`Inbox`] for a struct with a `pool: sqlx::Pool<$db>` field and `prepare()`.
 macro_rules! impl_inbox {
-    ($store:ty, $row:ty) => {
+    ($store:ty, $row:ty, $begin:literal) => {
         #[async_trait::async_trait]
         impl $crate::inbox::Inbox for $store {
             async fn inbox_add(
@@ -192,7 +204,9 @@ macro_rules! impl_inbox {
                 n: &$crate::inbox::InboxRecord,
             ) -> Result<(), $crate::StoreError> {
                 self.prepare().await?;
-                sqlx::query($crate::inbox::INSERT)
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query($crate::inbox::RECOUNT).bind(&n.user_id).execute(&mut *tx).await?;
+                let added = sqlx::query($crate::inbox::INSERT)
                     .bind(&n.id)
                     .bind(&n.user_id)
                     .bind(&n.category)
@@ -205,8 +219,24 @@ macro_rules! impl_inbox {
                     .bind(n.seen_at_ms)
                     .bind(n.read_at_ms)
                     .bind(n.archived_at_ms)
-                    .execute(&self.pool)
-                    .await?;
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // An archived one counts in neither (a suppressed notification: no change).
+                let fresh =
+                    n.archived_at_ms.is_none() && n.read_at_ms.is_none() && n.seen_at_ms.is_none();
+                if added == 1 && fresh {
+                    sqlx::query($crate::inbox::COUNT_ONE)
+                        .bind(&n.user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                } else if added == 1 && n.archived_at_ms.is_none() {
+                    sqlx::query($crate::inbox::FORGET_COUNTS)
+                        .bind(&n.user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -216,11 +246,10 @@ macro_rules! impl_inbox {
                 id: &str,
             ) -> Result<(), $crate::StoreError> {
                 self.prepare().await?;
-                sqlx::query($crate::inbox::REMOVE)
-                    .bind(user_id)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query($crate::inbox::REMOVE).bind(user_id).bind(id).execute(&mut *tx).await?;
+                sqlx::query($crate::inbox::FORGET_COUNTS).bind(user_id).execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -248,15 +277,21 @@ macro_rules! impl_inbox {
 
             async fn inbox_counts(&self, user_id: &str) -> Result<(u64, u64), $crate::StoreError> {
                 self.prepare().await?;
-                let unread: i64 = sqlx::query_scalar($crate::inbox::COUNT_UNREAD)
-                    .bind(user_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                let unseen: i64 = sqlx::query_scalar($crate::inbox::COUNT_UNSEEN)
-                    .bind(user_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok((unread as u64, unseen as u64))
+                for _ in 0..2 {
+                    let row: Option<(i64, i64)> = sqlx::query_as($crate::inbox::COUNTS)
+                        .bind(user_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    if let Some((unread, unseen)) = row {
+                        return Ok((unread.max(0) as u64, unseen.max(0) as u64));
+                    }
+                    // A write transaction from the start: SQLite cannot turn a read into a write
+                    // once another connection wrote (it fails at once, without waiting).
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    sqlx::query($crate::inbox::RECOUNT).bind(user_id).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                }
+                Err($crate::StoreError::Corrupt("the inbox counts of a user cannot be made".into()))
             }
 
             async fn inbox_mark(
@@ -267,40 +302,43 @@ macro_rules! impl_inbox {
                 at_ms: i64,
             ) -> Result<u64, $crate::StoreError> {
                 self.prepare().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let by_id = matches!(which, $crate::inbox::Marked::Ids(_));
+                // Built from constants only (which mark, by id or by time), never input.
+                let sql = $crate::inbox::mark_sql(mark, by_id);
+                let mut n = 0;
                 match which {
                     $crate::inbox::Marked::CreatedBefore(before) => {
-                        let sql = $crate::inbox::mark_sql(mark, false);
-                        let r = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                            .bind(user_id)
-                            .bind(at_ms)
-                            .bind(before)
-                            .execute(&self.pool)
-                            .await?;
-                        Ok(r.rows_affected())
+                        let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                        let r = q.bind(user_id).bind(at_ms).bind(before).execute(&mut *tx).await?;
+                        n += r.rows_affected();
                     }
                     $crate::inbox::Marked::Ids(ids) => {
-                        let sql = $crate::inbox::mark_sql(mark, true);
-                        let mut tx = self.pool.begin().await?;
-                        let mut n = 0;
                         for id in ids {
-                            let r = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                                .bind(user_id)
-                                .bind(at_ms)
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await?;
+                            let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                            let r = q.bind(user_id).bind(at_ms).bind(id).execute(&mut *tx).await?;
                             n += r.rows_affected();
                         }
-                        tx.commit().await?;
-                        Ok(n)
                     }
                 }
+                // Recounted when next read: marks are few beside notifications.
+                if n > 0 {
+                    sqlx::query($crate::inbox::FORGET_COUNTS)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(n)
             }
 
             async fn inbox_purge(&self, cutoff_ms: i64) -> Result<u64, $crate::StoreError> {
                 self.prepare().await?;
-                let r =
-                    sqlx::query($crate::inbox::PURGE).bind(cutoff_ms).execute(&self.pool).await?;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let forget = sqlx::query($crate::inbox::FORGET_PURGED_COUNTS);
+                forget.bind(cutoff_ms).execute(&mut *tx).await?;
+                let r = sqlx::query($crate::inbox::PURGE).bind(cutoff_ms).execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(r.rows_affected())
             }
         }

@@ -84,4 +84,4 @@ impl PostgresStore {
 
 impl_turn_store!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");
 crate::push::impl_push_queue!(PostgresStore);
-crate::inbox::impl_inbox!(PostgresStore, sqlx::postgres::PgRow);
+crate::inbox::impl_inbox!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");

@@ -261,3 +261,22 @@ async fn two_redis_nodes_publish_a_digest_once_even_when_the_node_that_held_it_i
     }
     assert!(maybe_digest(&mut on_b, 6).await.is_none(), "published once, though two nodes swept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifting_a_mute_brings_its_digest_forward() {
+    let gw = TestGateway::start(&[]);
+    let mut device = gw.ws("ml", "").await;
+    device.hello().await;
+    let hour = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(1)).unwrap();
+    assert_eq!(patch(&gw, "ml", json!({"mute_until": hour.to_string()})).await.0, 200);
+    assert_eq!(send(&gw, "ml", "news", "high", "muted").await["disposition"], "held");
+    assert_eq!(patch(&gw, "ml", json!({"mute_until": null})).await.0, 200);
+    match next_digest(&mut device, 15).await {
+        EventBody::NotificationDigest { count, reason, until, .. } => {
+            assert_eq!((count, reason.as_str()), (1, "muted"));
+            let until: jiff::Timestamp = until.parse().unwrap();
+            assert!(until < hour, "the window ended when the mute was lifted: {until}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

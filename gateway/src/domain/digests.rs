@@ -59,6 +59,24 @@ impl Notifications {
         Ok(())
     }
 
+    /// Ends a window before its time (a mute lifted): its digest says it ended now, and the
+    /// next sweep publishes it.
+    pub(super) async fn end_window_now(
+        &self,
+        user: &str,
+        reason: &str,
+        end_ms: i64,
+    ) -> Result<(), Unavailable> {
+        let name = format!("dg:{reason}:{end_ms}");
+        let now = now_ms();
+        let mut a = Append::to(user, &name, Expect::Field("fired", "0"), Vec::new());
+        a.set = vec![("until", now.to_string())];
+        if let Outcome::Appended { .. } = self.log.append_if(a).await? {
+            self.log.watch(DIGESTS, &format!("{user}\n{name}"), now).await?;
+        }
+        Ok(())
+    }
+
     /// Publishes the digest of every window that is over (each once, whichever node).
     pub async fn fire_digests(&self) -> Result<(), Unavailable> {
         let due = self.log.due(DIGESTS, now_ms(), PER_SWEEP).await?;
@@ -69,7 +87,8 @@ impl Notifications {
             };
             let read = self.log.read(user, name, Blobs { text: false, items: true }).await?;
             if let Some(r) = read.filter(|r| r.record.get("fired") == Some("0")) {
-                let body = digest(name, &r.items);
+                let ended = r.record.get("until").and_then(|u| u.parse().ok());
+                let body = digest(name, ended, &r.items);
                 let mut a =
                     Append::to(user, name, Expect::Field("fired", "0"), vec![Event::of(&body)]);
                 a.set = vec![("fired", "1".into())];
@@ -83,12 +102,13 @@ impl Notifications {
     }
 }
 
-/// The digest event of a window record `dg:<reason>:<end ms>` and its items
+/// The digest event of a window record `dg:<reason>:<end ms>` (ended at `ended` when it was
+/// cut short) and its items
 /// (`<created ms>|<id>|<category>`).
-fn digest(name: &str, items: &[String]) -> EventBody {
+fn digest(name: &str, ended: Option<i64>, items: &[String]) -> EventBody {
     let mut parts = name.splitn(3, ':').skip(1);
     let reason = parts.next().unwrap_or("budget").to_owned();
-    let end: i64 = parts.next().and_then(|e| e.parse().ok()).unwrap_or(0);
+    let end: i64 = ended.or_else(|| parts.next().and_then(|e| e.parse().ok())).unwrap_or(0);
     let (mut ids, mut categories, mut from) = (Vec::new(), BTreeMap::new(), i64::MAX);
     for item in items {
         let mut f = item.splitn(3, '|');

@@ -138,9 +138,19 @@ impl Notifications {
         doc: &Value,
     ) -> Result<Preferences, PrefsError> {
         let p = prefs::validate(doc)?;
+        let before = self.preferences(user).await?;
         let json = crate::backplane::to_json(&p);
         self.store.put_preferences(user, &json).await.map_err(store_down)?;
         self.share(user, &p, Expect::Any).await?;
+        // A mute lifted (or shortened) ends its window now: its digest comes at once.
+        let until =
+            |p: &Preferences| p.mute_until.as_deref().and_then(|m| m.parse::<Timestamp>().ok());
+        let now = Timestamp::from_millisecond(now_ms()).unwrap_or(Timestamp::UNIX_EPOCH);
+        if let Some(old) = until(&before).filter(|old| *old > now)
+            && until(&p).is_none_or(|new| new < old)
+        {
+            self.end_window_now(user, "muted", old.as_millisecond()).await?;
+        }
         Ok(p)
     }
 

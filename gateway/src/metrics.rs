@@ -29,6 +29,14 @@ pub struct Metrics {
     pub push_retracted: Counter,
     /// Notifications by disposition: delivered, held, digested, suppressed.
     pub dispositions: [Counter; 4],
+    /// Notifications by priority: low, normal, high, critical.
+    pub priorities: [Counter; 4],
+    /// Notifications by category: the first [`MAX_CATEGORIES`] seen, the rest as `other`.
+    categories: dashmap::DashMap<String, Counter>,
+    pub digests: Counter,
+    pub marks: Counter,
+    /// Push calls waiting (read from the push outbox with the turn outbox's stats).
+    pub push_pending: Gauge,
     /// Bytes the retained user logs of this node hold (read from the hub when scraped).
     pub log_bytes: Gauge,
     /// Open TCP connections, against `GATEWAY_MAX_CONNECTIONS` (read when scraped).
@@ -43,6 +51,10 @@ pub struct Metrics {
 }
 
 const META: Metadata<'static> = Metadata::new("gateway", Level::INFO, None);
+
+/// Distinct category labels a node exports (producers choose categories: the series stay
+/// bounded).
+pub const MAX_CATEGORIES: usize = 64;
 
 impl Metrics {
     pub fn new() -> Self {
@@ -79,6 +91,12 @@ impl Metrics {
             push_sent: counter("gateway_push_total", &[("result", "sent")]),
             push_failed: counter("gateway_push_total", &[("result", "failed")]),
             push_retracted: counter("gateway_push_total", &[("result", "retracted")]),
+            priorities: ["low", "normal", "high", "critical"]
+                .map(|p| counter("gateway_notifications_by_priority_total", &[("priority", p)])),
+            categories: dashmap::DashMap::new(),
+            digests: counter("gateway_notification_digests_total", &[]),
+            marks: counter("gateway_notification_marks_total", &[]),
+            push_pending: plain_gauge("gateway_push_pending"),
             dispositions: ["delivered", "held", "digested", "suppressed"]
                 .map(|d| counter("gateway_notification_dispositions_total", &[("disposition", d)])),
             log_bytes: plain_gauge("gateway_log_bytes"),
@@ -108,6 +126,23 @@ impl Metrics {
     }
 
     /// The outbox's depth, the age of its oldest entry and what was set aside.
+    /// Counts a notification of `category` (bounded, see [`MAX_CATEGORIES`]).
+    pub fn category(&self, category: &str) {
+        if let Some(c) = self.categories.get(category) {
+            return c.increment(1);
+        }
+        let label = if self.categories.len() < MAX_CATEGORIES { category } else { "other" };
+        let key = Key::from_parts(
+            "gateway_notifications_by_category_total",
+            vec![Label::new("category", label.to_owned())],
+        );
+        let c = self
+            .categories
+            .entry(label.to_owned())
+            .or_insert_with(|| self.recorder.register_counter(&key, &META));
+        c.increment(1);
+    }
+
     pub fn outbox(&self, stats: &OutboxStats, now_ms: i64) {
         self.outbox_depth.set(stats.depth as f64);
         let age = stats.oldest_enqueued_ms.map_or(0, |t| (now_ms - t).max(0));

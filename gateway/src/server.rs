@@ -87,8 +87,9 @@ impl Background {
             every(SWEEP_EVERY, &st, || async {
                 s.backplane.sweep().await;
                 s.turns.sweep().await;
-                if let Err(e) = s.notes.fire_digests().await {
-                    tracing::warn!(error = %e, "digest sweep failed; next sweep");
+                match s.notes.fire_digests().await {
+                    Ok(n) => s.metrics.digests.increment(n),
+                    Err(e) => tracing::warn!(error = %e, "digest sweep failed; next sweep"),
                 }
             })
             .await;
@@ -109,6 +110,12 @@ impl Background {
                 match s.persister.outbox().stats().await {
                     Ok(stats) => s.metrics.outbox(&stats, store_client::outbox::now_ms()),
                     Err(e) => tracing::warn!(error = %e, "cannot read the outbox's depth"),
+                }
+                if s.push.is_some() {
+                    match s.store.push_pending().await {
+                        Ok(n) => s.metrics.push_pending.set(n as f64),
+                        Err(e) => tracing::warn!(error = %e, "cannot read the push outbox's depth"),
+                    }
                 }
             })
             .await;

@@ -157,6 +157,7 @@ async fn marks_reach_every_device_with_both_counts() {
     laptop.send_json(json!({"type": "notification.read", "id": ids[3]})).await;
     assert!(matches!(phone.event().await.body, EventBody::NotificationRead { .. }));
     assert_eq!(inbox(&gw, "ib", "").await["unread_count"], 1);
+    assert_eq!(gw.metric("gateway_notification_marks_total").await, 2.0);
     let (s, bad) = gw
         .post_json(
             "/v1/users/ib/notifications/mark",

@@ -157,6 +157,9 @@ async fn every_disposition_rule_in_order() {
         gw.metric("gateway_notification_dispositions_total{disposition=\"held\"}").await,
         3.0
     );
+    let critical = "gateway_notifications_by_priority_total{priority=\"critical\"}";
+    assert_eq!(gw.metric(critical).await, 2.0);
+    assert_eq!(gw.metric("gateway_notifications_by_category_total{category=\"news\"}").await, 7.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,6 +231,7 @@ async fn a_window_is_announced_once_when_it_ends() {
         matches!(next_digest(&mut device, 15).await, EventBody::NotificationDigest { count: 1, ref reason, .. } if reason == "muted")
     );
     assert!(maybe_digest(&mut device, 6).await.is_none(), "one digest per window");
+    assert_eq!(gw.metric("gateway_notification_digests_total").await, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,5 +93,7 @@ pub async fn mark(
     let req: MarkRequest = read_json(body, &state.limits).await?;
     let ids = which(req.ids, req.all)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m))?;
-    Ok(Json(state.notes.mark(&user_id, ids, req.status).await?).into_response())
+    let reply = state.notes.mark(&user_id, ids, req.status).await?;
+    state.metrics.marks.increment(1);
+    Ok(Json(reply).into_response())
 }

@@ -327,9 +327,12 @@ pub async fn notify(
     if let Some(k) = &req.dedup_key {
         check_name("dedup_key", k, 256)?;
     }
+    let (category, priority) = (req.category.clone(), req.priority.unwrap_or_default());
     let (reply, fresh) = state.notes.notify(req).await?;
     if fresh {
         state.metrics.notifications.increment(1);
+        state.metrics.category(&category);
+        state.metrics.priorities[priority.rank() as usize].increment(1);
         let at = match reply.disposition {
             Disposition::Delivered => 0,
             Disposition::Held => 1,

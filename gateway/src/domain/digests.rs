@@ -77,8 +77,10 @@ impl Notifications {
         Ok(())
     }
 
-    /// Publishes the digest of every window that is over (each once, whichever node).
-    pub async fn fire_digests(&self) -> Result<(), Unavailable> {
+    /// Publishes the digest of every window that is over (each once, whichever node); returns
+    /// how many this node published.
+    pub async fn fire_digests(&self) -> Result<u64, Unavailable> {
+        let mut published = 0;
         let due = self.log.due(DIGESTS, now_ms(), PER_SWEEP).await?;
         for member in due {
             let Some((user, name)) = member.split_once('\n') else {
@@ -94,11 +96,12 @@ impl Notifications {
                 a.set = vec![("fired", "1".into())];
                 if let Outcome::Appended { .. } = self.log.append_if(a).await? {
                     tracing::debug!(%user, %name, "digest published");
+                    published += 1;
                 }
             }
             self.log.unwatch(DIGESTS, &member).await?;
         }
-        Ok(())
+        Ok(published)
     }
 }
 

@@ -196,11 +196,14 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
                 Err(e) => return bad(session, frames, "invalid_frame", e, reference),
             };
             match state.notes.mark(&session.user, mark.0, mark.1).await {
-                Ok(r) => Action::Reply(ControlFrame::NotificationMarked {
-                    updated: r.updated,
-                    unread_count: r.unread_count,
-                    unseen_count: r.unseen_count,
-                    reference,
+                Ok(r) => Action::Reply({
+                    state.metrics.marks.increment(1);
+                    ControlFrame::NotificationMarked {
+                        updated: r.updated,
+                        unread_count: r.unread_count,
+                        unseen_count: r.unseen_count,
+                        reference,
+                    }
                 }),
                 Err(e) => Action::Reply(ControlFrame::error(e.code, e.message, reference)),
             }

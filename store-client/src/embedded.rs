@@ -15,6 +15,8 @@ use crate::sql::impl_turn_store;
 
 pub struct EmbeddedStore {
     pool: SqlitePool,
+    /// Inbox additions, committed in groups.
+    batch: crate::embedded_batch::Batcher,
 }
 
 impl EmbeddedStore {
@@ -26,7 +28,12 @@ impl EmbeddedStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Corrupt(format!("migration: {e}")))?;
-        Ok(EmbeddedStore { pool })
+        let batch = crate::embedded_batch::Batcher::start(pool.clone());
+        Ok(EmbeddedStore { pool, batch })
+    }
+
+    async fn add_batched(&self, n: crate::InboxRecord) -> Result<(), StoreError> {
+        self.batch.add(n).await
     }
 }
 
@@ -65,4 +72,4 @@ impl EmbeddedStore {
 
 impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
 crate::push::impl_push_queue!(EmbeddedStore);
-crate::inbox::impl_inbox!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
+crate::inbox::impl_inbox!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE", batched);

@@ -196,16 +196,21 @@ where
 
 /// Implements [`Inbox`] for a struct with a `pool: sqlx::Pool<$db>` field and `prepare()`.
 macro_rules! impl_inbox {
-    ($store:ty, $row:ty, $begin:literal) => {
-        #[async_trait::async_trait]
-        impl $crate::inbox::Inbox for $store {
-            async fn inbox_add(
-                &self,
-                n: &$crate::inbox::InboxRecord,
-            ) -> Result<(), $crate::StoreError> {
-                self.prepare().await?;
-                let mut tx = self.pool.begin_with($begin).await?;
-                sqlx::query($crate::inbox::RECOUNT).bind(&n.user_id).execute(&mut *tx).await?;
+    // A notification added in a transaction of its own.
+    (@add $self:ident, $n:ident, $begin:literal) => {{
+        let mut tx = $self.pool.begin_with($begin).await?;
+        $crate::inbox::impl_inbox!(@statements tx, $n);
+        tx.commit().await?;
+        Ok(())
+    }};
+    // Handed to the store's batch writer (one commit for what arrives together).
+    (@add $self:ident, $n:ident, $begin:literal, batched) => {{
+        $self.add_batched($n.clone()).await
+    }};
+    // The statements of one addition, in an open transaction `$tx`.
+    (@statements $tx:ident, $n:ident) => {{
+        let (tx, n) = (&mut $tx, $n);
+        sqlx::query($crate::inbox::RECOUNT).bind(&n.user_id).execute(&mut **tx).await?;
                 let added = sqlx::query($crate::inbox::INSERT)
                     .bind(&n.id)
                     .bind(&n.user_id)
@@ -219,7 +224,7 @@ macro_rules! impl_inbox {
                     .bind(n.seen_at_ms)
                     .bind(n.read_at_ms)
                     .bind(n.archived_at_ms)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?
                     .rows_affected();
                 // An archived one counts in neither (a suppressed notification: no change).
@@ -228,16 +233,25 @@ macro_rules! impl_inbox {
                 if added == 1 && fresh {
                     sqlx::query($crate::inbox::COUNT_ONE)
                         .bind(&n.user_id)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 } else if added == 1 && n.archived_at_ms.is_none() {
                     sqlx::query($crate::inbox::FORGET_COUNTS)
                         .bind(&n.user_id)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 }
-                tx.commit().await?;
-                Ok(())
+
+    }};
+    ($store:ty, $row:ty, $begin:literal $(, $batched:ident)?) => {
+        #[async_trait::async_trait]
+        impl $crate::inbox::Inbox for $store {
+            async fn inbox_add(
+                &self,
+                n: &$crate::inbox::InboxRecord,
+            ) -> Result<(), $crate::StoreError> {
+                self.prepare().await?;
+                $crate::inbox::impl_inbox!(@add self, n, $begin $(, $batched)?)
             }
 
             async fn inbox_remove(

@@ -17,6 +17,7 @@
 pub mod contract;
 mod cursor;
 mod embedded;
+mod embedded_batch;
 mod error;
 pub mod inbox;
 pub mod outbox;

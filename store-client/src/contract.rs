@@ -234,7 +234,8 @@ pub async fn the_inbox_pages_counts_and_marks(s: &dyn TurnStore) {
     let (u, other) = (format!("iu-{}", rand_tag()), format!("io-{}", rand_tag()));
     for i in 0..10 {
         let cat = if i % 2 == 0 { "even" } else { "odd" };
-        s.inbox_add(&note(&u, &format!("{u}-{i}"), cat, 1_000 + i)).await.unwrap();
+        let counts = s.inbox_add(&note(&u, &format!("{u}-{i}"), cat, 1_000 + i)).await.unwrap();
+        assert_eq!(counts, (i as u64 + 1, i as u64 + 1), "the counts with it");
     }
     s.inbox_add(&note(&u, &format!("{u}-0"), "even", 1_000)).await.unwrap(); // a repeat: nothing
     s.inbox_add(&note(&other, &format!("{other}-0"), "even", 1_000)).await.unwrap();

@@ -32,7 +32,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { pool, batch })
     }
 
-    async fn add_batched(&self, n: crate::InboxRecord) -> Result<(), StoreError> {
+    async fn add_batched(&self, n: crate::InboxRecord) -> Result<(u64, u64), StoreError> {
         self.batch.add(n).await
     }
 }

@@ -14,7 +14,7 @@ const MAX_BATCH: usize = 256;
 /// Additions waiting for the writer.
 const QUEUE: usize = 4_096;
 
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply = oneshot::Sender<Result<(u64, u64), String>>;
 
 /// The handle callers send through; the writer task ends when it is dropped (with the store).
 pub struct Batcher {
@@ -28,8 +28,8 @@ impl Batcher {
         Batcher { tx }
     }
 
-    /// Adds a notification; returns once it is committed.
-    pub async fn add(&self, n: InboxRecord) -> Result<(), StoreError> {
+    /// Adds a notification; returns the user's counts with it once it is committed.
+    pub async fn add(&self, n: InboxRecord) -> Result<(u64, u64), StoreError> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Unavailable("the inbox writer has stopped".into());
         self.tx.send((n, reply)).await.map_err(|_| gone())?;
@@ -40,21 +40,32 @@ impl Batcher {
 async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<(InboxRecord, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = commit(&pool, &batch).await.map_err(|e| {
-            tracing::warn!(error = %e, additions = batch.len(), "inbox batch failed");
-            e.to_string()
-        });
-        for (_, reply) in batch.drain(..) {
-            let _ = reply.send(result.clone());
+        match commit(&pool, &batch).await {
+            Ok(counts) => {
+                for ((_, reply), c) in batch.drain(..).zip(counts) {
+                    let _ = reply.send(Ok(c));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, additions = batch.len(), "inbox batch failed");
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
         }
     }
 }
 
-async fn commit(pool: &SqlitePool, batch: &[(InboxRecord, Reply)]) -> Result<(), StoreError> {
+/// Writes a batch in one transaction; each addition's counts, in order.
+async fn commit(
+    pool: &SqlitePool,
+    batch: &[(InboxRecord, Reply)],
+) -> Result<Vec<(u64, u64)>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut counts = Vec::with_capacity(batch.len());
     for (n, _) in batch {
-        crate::inbox::impl_inbox!(@statements tx, n);
+        counts.push(crate::inbox::impl_inbox!(@statements tx, n));
     }
     tx.commit().await?;
-    Ok(())
+    Ok(counts)
 }

@@ -87,8 +87,9 @@ pub enum Marked<'a> {
 
 #[async_trait]
 pub trait Inbox: Send + Sync {
-    /// Keeps a notification (a repeated id changes nothing).
-    async fn inbox_add(&self, n: &InboxRecord) -> Result<(), StoreError>;
+    /// Keeps a notification (a repeated id changes nothing); returns the user's
+    /// `(unread, unseen)` with it, read in the same transaction.
+    async fn inbox_add(&self, n: &InboxRecord) -> Result<(u64, u64), StoreError>;
 
     /// Takes back a notification kept by a request that then lost a dedup race.
     async fn inbox_remove(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
@@ -199,9 +200,9 @@ macro_rules! impl_inbox {
     // A notification added in a transaction of its own.
     (@add $self:ident, $n:ident, $begin:literal) => {{
         let mut tx = $self.pool.begin_with($begin).await?;
-        $crate::inbox::impl_inbox!(@statements tx, $n);
+        let counts = $crate::inbox::impl_inbox!(@statements tx, $n);
         tx.commit().await?;
-        Ok(())
+        Ok(counts)
     }};
     // Handed to the store's batch writer (one commit for what arrives together).
     (@add $self:ident, $n:ident, $begin:literal, batched) => {{
@@ -241,7 +242,11 @@ macro_rules! impl_inbox {
                         .execute(&mut **tx)
                         .await?;
                 }
-
+        // The counts with it (made from the inbox when the row was dropped).
+        sqlx::query($crate::inbox::RECOUNT).bind(&n.user_id).execute(&mut **tx).await?;
+        let (unread, unseen): (i64, i64) =
+            sqlx::query_as($crate::inbox::COUNTS).bind(&n.user_id).fetch_one(&mut **tx).await?;
+        (unread.max(0) as u64, unseen.max(0) as u64)
     }};
     ($store:ty, $row:ty, $begin:literal $(, $batched:ident)?) => {
         #[async_trait::async_trait]
@@ -249,7 +254,7 @@ macro_rules! impl_inbox {
             async fn inbox_add(
                 &self,
                 n: &$crate::inbox::InboxRecord,
-            ) -> Result<(), $crate::StoreError> {
+            ) -> Result<(u64, u64), $crate::StoreError> {
                 self.prepare().await?;
                 $crate::inbox::impl_inbox!(@add self, n, $begin $(, $batched)?)
             }

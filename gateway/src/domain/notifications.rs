@@ -202,11 +202,10 @@ impl Notifications {
         let window = self.window(&prefs, disposition, hold, &delivered_before, at);
         let id = crate::ids::fresh("n");
         let kept = inbox_record(&id, &req, disposition, now);
-        self.store.inbox_add(&kept).await.map_err(store_down)?;
+        let (unread, _) = self.store.inbox_add(&kept).await.map_err(store_down)?;
         let delivered = disposition == Disposition::Delivered;
         let mut events = Vec::new();
         if delivered {
-            let (unread, _) = self.store.inbox_counts(&user).await.map_err(store_down)?;
             events.push(Event::of(&event(&id, req.clone(), now, unread)));
         }
         let mut a = Append::events(&user, events);

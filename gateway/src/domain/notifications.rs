@@ -64,6 +64,14 @@ pub fn event(id: &str, req: CreateNotification, at_ms: i64, unread_count: u64) -
     }
 }
 
+/// A step after a notification was published and kept: its failure is logged, and costs only
+/// itself (a 503 would make the producer send the notification again).
+fn logged(user: &str, what: &str, r: Result<(), Unavailable>) {
+    if let Err(e) = r {
+        tracing::warn!(error = %e, user, what, "a step after a notification failed");
+    }
+}
+
 /// A notification as the inbox keeps it; a suppressed one is kept already archived.
 fn inbox_record(id: &str, req: &CreateNotification, d: Disposition, now: i64) -> InboxRecord {
     let priority = crate::backplane::to_json(&req.priority.unwrap_or_default());
@@ -216,15 +224,18 @@ impl Notifications {
         }
         match self.log.append_if(a).await {
             Ok(Outcome::Appended { first, .. }) => {
+                // Published and kept: what follows must not turn the answer into a 503 (the
+                // producer would send it again); a failure is logged and costs only itself.
                 if delivered && budget > 0 && priority.rank() < Priority::High.rank() {
-                    self.count_delivery(&user, now).await?;
+                    logged(&user, "budget count", self.count_delivery(&user, now).await);
                 }
                 if let Some((reason, end)) = window {
-                    self.add_to_digest(&user, &id, &req.category, now, reason, end).await?;
+                    let held = self.add_to_digest(&user, &id, &req.category, now, reason, end);
+                    logged(&user, "digest window", held.await);
                 }
                 if delivered {
                     let created_at = crate::ids::rfc3339_ms(now);
-                    self.push_if_due(&prefs, &id, &req, &created_at).await?;
+                    logged(&user, "push", self.push_if_due(&prefs, &id, &req, &created_at).await);
                 }
                 let seq = delivered.then_some(first);
                 Ok((NotificationReply { id, seq, disposition }, true))

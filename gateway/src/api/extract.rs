@@ -77,3 +77,27 @@ pub async fn read_json<T: DeserializeOwned>(body: Body, limits: &Limits) -> Resu
         )
     })
 }
+
+/// The user's own token, or `gateway.admin` (audited as `action` when it is not the user's):
+/// who may use a user's presence, preferences or inbox. 403 names `what` otherwise.
+pub fn own_or_admin(
+    p: &crate::auth::Principal,
+    user_id: &str,
+    headers: &axum::http::HeaderMap,
+    action: &'static str,
+    what: &str,
+) -> Result<(), ApiError> {
+    if *p.user_id != *user_id && !p.admin {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only the user or a gateway.admin token may {what}"),
+        ));
+    }
+    if *p.user_id != *user_id {
+        crate::audit::Record::new(action, p, headers)
+            .target(serde_json::json!({"user_id": user_id}))
+            .emit();
+    }
+    Ok(())
+}

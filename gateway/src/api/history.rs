@@ -58,9 +58,13 @@ fn history_turn(t: TurnRecord) -> HistoryTurn {
     }
 }
 
-/// `limit` and `before` of a history request.
-fn page_query(query: Option<&str>, max: u32) -> Result<(u32, Option<Cursor>), ApiError> {
-    let mut limit = DEFAULT_PAGE.min(max);
+/// `limit` (1–`max`, else `default`) and `before` of a paged request (history, the inbox).
+pub(super) fn page_query(
+    query: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<(u32, Option<Cursor>), ApiError> {
+    let mut limit = default.min(max);
     let mut before = None;
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
@@ -92,7 +96,8 @@ pub async fn page(
     PathId(conversation_id): PathId,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (limit, before) = page_query(query.as_deref(), state.limits.max_history_page)?;
+    let (limit, before) =
+        page_query(query.as_deref(), DEFAULT_PAGE, state.limits.max_history_page)?;
     if p.admin {
         audit::Record::new("history.read", &p, &headers)
             .target(json!({"conversation_id": conversation_id}))

@@ -6,11 +6,11 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use store_client::{Cursor, InboxStatus};
+use store_client::InboxStatus;
 use wire::api::MarkRequest;
 
-use super::extract::{PathId, read_json};
-use super::preferences::own;
+use super::extract::{PathId, own_or_admin, read_json};
+use super::history::page_query;
 use crate::auth::Authenticated;
 use crate::domain::inbox::which;
 use crate::error::ApiError;
@@ -26,9 +26,11 @@ struct Query {
     before: Option<(i64, String)>,
 }
 
+/// `status` and `category`; `limit` and `before` as every paged route reads them.
 fn query(raw: Option<&str>) -> Result<Query, ApiError> {
-    let mut q =
-        Query { status: InboxStatus::All, category: None, limit: DEFAULT_LIMIT, before: None };
+    let (limit, before) = page_query(raw, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let before = before.map(|c| (c.created_at_ms, c.turn_id));
+    let mut q = Query { status: InboxStatus::All, category: None, limit, before };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match &*k {
             "status" => {
@@ -46,22 +48,6 @@ fn query(raw: Option<&str>) -> Result<Query, ApiError> {
                 }
             }
             "category" if !v.is_empty() => q.category = Some(v.into_owned()),
-            "limit" => {
-                q.limit =
-                    v.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "\"limit\" must be a whole number 1-{MAX_LIMIT}"
-                        ))
-                    })?
-            }
-            "before" if !v.is_empty() => {
-                let c = Cursor::decode(&v).map_err(|_| {
-                    ApiError::bad_request(
-                        "\"before\" is not a cursor this server gave (use a page's \"next\")",
-                    )
-                })?;
-                q.before = Some((c.created_at_ms, c.turn_id));
-            }
             _ => {}
         }
     }
@@ -75,7 +61,7 @@ pub async fn page(
     PathId(user_id): PathId,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    own(&p, &user_id, &headers, "inbox.read")?;
+    own_or_admin(&p, &user_id, &headers, "inbox.read", "read this inbox")?;
     let q = query(raw.as_deref())?;
     let page =
         state.notes.page(&user_id, q.status, q.category.as_deref(), q.limit, q.before).await?;
@@ -89,7 +75,7 @@ pub async fn mark(
     PathId(user_id): PathId,
     body: Body,
 ) -> Result<Response, ApiError> {
-    own(&p, &user_id, &headers, "inbox.mark")?;
+    own_or_admin(&p, &user_id, &headers, "inbox.mark", "mark this inbox")?;
     let req: MarkRequest = read_json(body, &state.limits).await?;
     let ids = which(req.ids, req.all)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m))?;

@@ -9,31 +9,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::extract::{PathId, read_json};
+use super::extract::{PathId, own_or_admin, read_json};
 use crate::auth::{Authenticated, Principal};
 use crate::domain::notifications::PrefsError;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(super) fn own(
+fn own(
     p: &Principal,
     user_id: &str,
     headers: &HeaderMap,
     action: &'static str,
 ) -> Result<(), ApiError> {
-    if *p.user_id != *user_id && !p.admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the user or a gateway.admin token may use these preferences",
-        ));
-    }
-    if *p.user_id != *user_id {
-        crate::audit::Record::new(action, p, headers)
-            .target(serde_json::json!({"user_id": user_id}))
-            .emit();
-    }
-    Ok(())
+    own_or_admin(p, user_id, headers, action, "use these preferences")
 }
 
 impl From<PrefsError> for ApiError {

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use wire::api::PresenceList;
 
-use super::extract::PathId;
+use super::extract::{PathId, own_or_admin};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -17,18 +17,7 @@ pub async fn get_presence(
     headers: HeaderMap,
     PathId(user_id): PathId,
 ) -> Result<Response, ApiError> {
-    if *p.user_id != *user_id && !p.admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the user or a gateway.admin token may read this presence",
-        ));
-    }
-    if *p.user_id != *user_id {
-        crate::audit::Record::new("presence.read", &p, &headers)
-            .target(serde_json::json!({"user_id": user_id}))
-            .emit();
-    }
+    own_or_admin(&p, &user_id, &headers, "presence.read", "read this presence")?;
     let endpoints = state.presence.list(&user_id).await.map_err(|e| {
         tracing::warn!(error = %e, "presence read failed");
         ApiError::new(

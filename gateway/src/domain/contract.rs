@@ -107,6 +107,17 @@ impl Endpoint {
     }
 }
 
+/// The `(index, text)` of every `turn.delta` among `events`, in order.
+fn deltas(events: &[LogEvent]) -> Vec<(u64, &str)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::TurnDelta { index, text, .. } => Some((*index, text.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn seqs(events: &[LogEvent]) -> Vec<u64> {
     events.iter().map(|e| e.seq).collect()
 }
@@ -260,13 +271,7 @@ pub async fn turns_behave_the_same_whichever_node_is_asked(fx: Fixture) {
         ["turn.start", "turn.delta", "turn.trace", "turn.delta", "turn.delta", "turn.end"]
     );
     assert_eq!(seen.last().unwrap().seq, end_seq);
-    let indexes: Vec<u64> = seen
-        .iter()
-        .filter_map(|e| match e.body {
-            EventBody::TurnDelta { index, .. } => Some(index),
-            _ => None,
-        })
-        .collect();
+    let indexes: Vec<u64> = deltas(&seen).iter().map(|d| d.0).collect();
     assert_eq!(indexes, [0, 1, 2]);
     assert!(matches!(fx.a.turns.state("no-such-turn").await, Err(TurnError::NotFound(_))));
 }
@@ -397,23 +402,11 @@ pub async fn producers_on_two_nodes_race_and_indexes_stay_whole(fx: Fixture) {
     x.await.unwrap();
     y.await.unwrap();
     let seen = device.take(401).await;
-    let indexes: Vec<u64> = seen
-        .iter()
-        .filter_map(|e| match e.body {
-            EventBody::TurnDelta { index, .. } => Some(index),
-            _ => None,
-        })
-        .collect();
+    let indexes: Vec<u64> = deltas(&seen).iter().map(|d| d.0).collect();
     assert_eq!(indexes, (0..400).collect::<Vec<_>>());
     let snap = fx.b.turns.snapshot(&u, &id).await.unwrap();
     assert_eq!(snap.next_index, 400);
-    let joined: String = seen
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::TurnDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let joined: String = deltas(&seen).iter().map(|d| d.1).collect();
     assert_eq!(snap.text, joined, "the kept text is the deltas in index order");
 }
 
@@ -447,12 +440,6 @@ pub async fn a_cancel_racing_deltas_is_the_last_event(fx: Fixture) {
     let pending = fx.outbox.claim(10, Duration::from_secs(30)).await.unwrap();
     let stored = &pending.iter().find(|p| p.turn.turn.turn_id == id).expect("in the outbox").turn;
     assert_eq!(stored.turn.status, TurnStatus::Cancelled);
-    let streamed: String = seen
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::TurnDelta { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let streamed: String = deltas(&seen).iter().map(|d| d.1).collect();
     assert_eq!(stored.turn.text, streamed);
 }

@@ -28,6 +28,7 @@ pub fn turn(id: &str, conversation: &str, user: &str, created_at_ms: i64) -> Fin
 }
 
 pub async fn run_all(store: &dyn TurnStore) {
+    crate::task_contract::tasks_are_stored_once_and_paged(store).await;
     idempotent_put(store).await;
     paging_is_newest_first_and_stable_under_inserts(store).await;
     users_see_their_own(store).await;

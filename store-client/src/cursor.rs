@@ -11,25 +11,32 @@ pub struct Cursor {
 impl Cursor {
     /// The opaque form clients send back: URL-safe hex of `<ms>:<turn_id>`.
     pub fn encode(&self) -> String {
-        format!("{}:{}", self.created_at_ms, self.turn_id)
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&format!("{}:{}", self.created_at_ms, self.turn_id))
     }
 
     pub fn decode(s: &str) -> Result<Cursor, StoreError> {
         let bad = || StoreError::Invalid("the cursor is not one this server gave".into());
-        if !s.len().is_multiple_of(2) || s.len() > 1024 {
-            return Err(bad());
-        }
-        let bytes = (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
-            .collect::<Result<Vec<u8>, _>>()?;
-        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let text = unhex(s).ok_or_else(bad)?;
         let (ms, id) = text.split_once(':').ok_or_else(bad)?;
         Ok(Cursor { created_at_ms: ms.parse().map_err(|_| bad())?, turn_id: id.to_owned() })
     }
+}
+
+/// The URL-safe hex of a cursor's text.
+pub(crate) fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cursor's text from its hex; `None` when it is not one (or longer than any we give).
+pub(crate) fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) || s.len() > 1024 {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]

@@ -72,4 +72,5 @@ impl EmbeddedStore {
 
 impl_turn_store!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
 crate::push::impl_push_queue!(EmbeddedStore);
+crate::tasks::impl_tasks!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
 crate::inbox::impl_inbox!(EmbeddedStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE", batched);

@@ -7,8 +7,9 @@
 //! - [`PostgresStore`]: pooled, migrated on start-up by versioned migrations, plain SQL that
 //!   Postgres-wire databases (CockroachDB, YugabyteDB, Citus) also run;
 //! - [`contract`]: the behaviour both must show, run against each in tests;
-//! - [`Outbox`], [`EmbeddedOutbox`] and [`Persister`]: the durable path from a turn's end to the
-//!   store, retried with backoff while the store is down.
+//! - [`Outbox`], [`EmbeddedOutbox`] and [`Persister`]: the durable path from a turn's (or a
+//!   task's) end to the store, retried with backoff while the store is down;
+//! - [`tasks`]: terminal tasks, stored once, listed by the task hub.
 //!
 //! History pages are keyset-paged (newest first, by `(created_at, turn_id)`, index-backed, no
 //! OFFSET), so a cursor is stable while turns are inserted. Traces live apart and are never
@@ -25,6 +26,8 @@ mod persister;
 mod postgres;
 pub mod push;
 mod sql;
+pub mod task_contract;
+pub mod tasks;
 mod types;
 
 pub use cursor::Cursor;
@@ -35,13 +38,14 @@ pub use outbox::{AsideFilter, EmbeddedOutbox, Outbox, OutboxStats, Pending, SetA
 pub use persister::{PersistCounters, Persister, RetryPolicy};
 pub use postgres::PostgresStore;
 pub use push::{PushEntry, PushQueue, PushResult};
-pub use types::{FinalTurn, Page, PutOutcome, Trace, TurnRecord};
+pub use tasks::{FinalTask, TaskCursor, Tasks};
+pub use types::{Final, FinalTurn, Page, PutOutcome, Trace, TurnRecord, task_key};
 
 use async_trait::async_trait;
 
 /// Where finalised turns are kept.
 #[async_trait]
-pub trait TurnStore: Inbox + PushQueue + Send + Sync + 'static {
+pub trait TurnStore: Inbox + PushQueue + Tasks + Send + Sync + 'static {
     /// Stores a turn and its traces in one transaction, unless a turn with this id is stored
     /// already: then nothing changes, and the answer says whether the content was the same.
     async fn put(&self, turn: &FinalTurn) -> Result<PutOutcome, StoreError>;

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{AsideFilter, Outbox, Pending};
-use crate::{PutOutcome, StoreError, TurnStore};
+use crate::{Final, PutOutcome, StoreError, TurnStore};
 
 /// How the persister retries.
 #[derive(Debug, Clone, Copy)]
@@ -152,15 +152,20 @@ impl Persister {
     }
 
     async fn attempt(&self, p: Pending) {
-        let id = p.turn.turn.turn_id.clone();
-        let result =
-            match tokio::time::timeout(self.policy.put_timeout, self.store.put(&p.turn)).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::Unavailable(format!(
-                    "the store did not answer within {:?}",
-                    self.policy.put_timeout
-                ))),
-            };
+        let id = p.item.key();
+        let put = async {
+            match &p.item {
+                Final::Turn(t) => self.store.put(t).await,
+                Final::Task(t) => self.store.put_task(t).await,
+            }
+        };
+        let result = match tokio::time::timeout(self.policy.put_timeout, put).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the store did not answer within {:?}",
+                self.policy.put_timeout
+            ))),
+        };
         let c = &self.counters;
         let outcome = match result {
             Ok(done) => {

@@ -84,4 +84,5 @@ impl PostgresStore {
 
 impl_turn_store!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");
 crate::push::impl_push_queue!(PostgresStore);
+crate::tasks::impl_tasks!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");
 crate::inbox::impl_inbox!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");

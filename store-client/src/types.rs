@@ -14,6 +14,37 @@ pub struct FinalTurn {
     pub traces: Vec<Trace>,
 }
 
+/// What an outbox entry holds: a finished turn or a terminal task (older entries, written
+/// before tasks existed, read as turns).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Final {
+    Turn(FinalTurn),
+    Task(crate::FinalTask),
+}
+
+impl Final {
+    /// The entry's key in an outbox: the turn id, or `task/<id>` (ids never hold `/`).
+    pub fn key(&self) -> String {
+        match self {
+            Final::Turn(t) => t.turn.turn_id.clone(),
+            Final::Task(t) => task_key(&t.task.task_id),
+        }
+    }
+
+    pub fn user_id(&self) -> &str {
+        match self {
+            Final::Turn(t) => &t.turn.user_id,
+            Final::Task(t) => &t.task.user_id,
+        }
+    }
+}
+
+/// A task's outbox key.
+pub fn task_key(task_id: &str) -> String {
+    format!("task/{task_id}")
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     pub kind: String,
@@ -70,17 +101,22 @@ impl FinalTurn {
         t.truncated = true;
     }
 
-    /// A digest of everything stored, to tell a repeat from a conflicting write: FNV-1a over
-    /// the canonical JSON form (stable across processes and Rust versions), plus its length.
+    /// A digest of everything stored, to tell a repeat from a conflicting write.
     pub(crate) fn content_hash(&self) -> String {
-        let canonical = serde_json::to_string(self).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in canonical.as_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{h:016x}-{}", canonical.len())
+        content_hash(self)
     }
+}
+
+/// A digest of a stored value's canonical JSON form: FNV-1a (stable across processes and
+/// Rust versions), plus its length.
+pub(crate) fn content_hash<T: Serialize>(value: &T) -> String {
+    let canonical = serde_json::to_string(value).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}-{}", canonical.len())
 }
 
 pub(crate) fn parse_status(s: &str) -> Result<TurnStatus, crate::StoreError> {

@@ -135,7 +135,7 @@ async fn entries_set_aside_for_a_passing_reason_go_back_in_line_and_refusals_sta
         .await
         .unwrap()
         .into_iter()
-        .map(|p| p.turn.turn.turn_id)
+        .map(|p| p.item.key())
         .collect();
     assert_eq!(due.len(), 2);
     assert!(due.contains(&"sa-full".to_string()) && due.contains(&"sa-depth".to_string()));

@@ -51,7 +51,7 @@ async fn the_embedded_outbox_holds_one_entry_per_turn_leases_it_and_survives_a_r
 
     let claimed = outbox.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    assert_eq!(claimed[0].turn, t, "the whole turn comes back");
+    assert_eq!(claimed[0].item, store_client::Final::Turn(t.clone()), "the whole turn comes back");
 
     outbox.reschedule("ob-1", 1, Duration::from_secs(3600), "store down").await.unwrap();
     assert_eq!(outbox.claim(10, Duration::ZERO).await.unwrap().len(), 1, "ob-1 backs off");
@@ -62,7 +62,7 @@ async fn the_embedded_outbox_holds_one_entry_per_turn_leases_it_and_survives_a_r
     assert_eq!(outbox.stats().await.unwrap().depth, 2);
     let again = outbox.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(again.len(), 2, "a previous life's backoff is void");
-    assert_eq!(again.iter().find(|p| p.turn.turn.turn_id == "ob-1").unwrap().attempts, 1);
+    assert_eq!(again.iter().find(|p| p.item.key() == "ob-1").unwrap().attempts, 1);
     outbox.complete("ob-1").await.unwrap();
     outbox.set_aside("ob-2", "conflict").await.unwrap();
     let stats = outbox.stats().await.unwrap();

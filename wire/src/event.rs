@@ -85,6 +85,26 @@ pub enum EventBody {
         unread_count: u64,
         unseen_count: u64,
     },
+    /// v1.1: a task was created or changed state.
+    #[serde(rename = "task.status")]
+    TaskStatus {
+        task_id: String,
+        context_id: String,
+        state: crate::task::TaskState,
+        message: Option<String>,
+        /// RFC 3339.
+        timestamp: String,
+    },
+    /// v1.1: a chunk of one of a task's artifacts.
+    #[serde(rename = "task.artifact")]
+    TaskArtifact {
+        task_id: String,
+        artifact_id: String,
+        name: Option<String>,
+        parts: Vec<crate::task::Part>,
+        append: bool,
+        last_chunk: bool,
+    },
 }
 
 impl EventBody {
@@ -99,6 +119,8 @@ impl EventBody {
             EventBody::NotificationRead { .. } => "notification.read",
             EventBody::NotificationState { .. } => "notification.state",
             EventBody::NotificationDigest { .. } => "notification.digest",
+            EventBody::TaskStatus { .. } => "task.status",
+            EventBody::TaskArtifact { .. } => "task.artifact",
         }
     }
 
@@ -109,6 +131,16 @@ impl EventBody {
             | EventBody::TurnDelta { turn_id, .. }
             | EventBody::TurnTrace { turn_id, .. }
             | EventBody::TurnEnd { turn_id, .. } => Some(turn_id),
+            _ => None,
+        }
+    }
+
+    /// The task this event belongs to, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        match self {
+            EventBody::TaskStatus { task_id, .. } | EventBody::TaskArtifact { task_id, .. } => {
+                Some(task_id)
+            }
             _ => None,
         }
     }

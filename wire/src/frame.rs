@@ -28,6 +28,12 @@ pub enum ClientFrame {
         all: Option<bool>,
         status: crate::api::MarkStatus,
     },
+    /// v1.1: the task as it is now (`task.snapshot`).
+    #[serde(rename = "task.get")]
+    TaskGet { task_id: String },
+    /// v1.1: cancels one of the user's tasks.
+    #[serde(rename = "task.cancel")]
+    TaskCancel { task_id: String },
     #[serde(rename = "presence.get")]
     PresenceGet,
     #[serde(rename = "auth.refresh")]
@@ -51,6 +57,8 @@ impl ClientFrame {
         "turn.cancel",
         "notification.read",
         "notification.mark",
+        "task.get",
+        "task.cancel",
         "presence.get",
         "auth.refresh",
     ];
@@ -100,6 +108,14 @@ pub enum ControlFrame {
         updated: u64,
         unread_count: u64,
         unseen_count: u64,
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+    },
+    /// v1.1: the reply to `task.get`: the task with its artifacts, as of `as_of_seq`.
+    #[serde(rename = "task.snapshot")]
+    TaskSnapshot {
+        task: crate::task::Task,
+        as_of_seq: u64,
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
     },

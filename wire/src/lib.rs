@@ -8,6 +8,7 @@
 //! - [`frame`]: WebSocket control frames in both directions;
 //! - [`api`]: HTTP request and response bodies of the producer, history and presence APIs;
 //! - [`close`]: WebSocket close codes; [`sse`]: SSE framing and `Last-Event-ID`;
+//! - [`task`]: tasks (v1.1): states, the task object, the producer's bodies;
 //! - [`claims`]: the JWT claims the gateway reads (clients mint tokens with them).
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod event;
 pub mod frame;
 pub mod prefs;
 pub mod sse;
+pub mod task;
 
 pub use api::{EndpointInfo, ErrorBody, ErrorDetail, Surface, Transport};
 pub use claims::Claims;

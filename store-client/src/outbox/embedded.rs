@@ -16,7 +16,8 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 
 use super::{AsideFilter, Outbox, OutboxStats, Pending, SetAside, now_ms};
-use crate::{FinalTurn, StoreError, TurnRecord};
+use crate::{Final, FinalTask, FinalTurn, StoreError, TurnRecord};
+use wire::task::Task;
 
 pub struct EmbeddedOutbox {
     /// Writes that must be on disk when they return (synchronous = FULL).
@@ -41,6 +42,10 @@ const OPEN_TURN: &str = "INSERT INTO open_turns (turn_id, user_id, conversation_
 const CHECKPOINT: &str =
     "UPDATE open_turns SET text = $1, truncated = $2, next_index = $3 WHERE turn_id = $4";
 const CLOSE_TURN: &str = "DELETE FROM open_turns WHERE turn_id = $1";
+const OPEN_TASK: &str = "INSERT INTO open_tasks (task_id, user_id, doc) VALUES ($1, $2, $3) \
+     ON CONFLICT (task_id) DO NOTHING";
+const CLOSE_TASK: &str = "DELETE FROM open_tasks WHERE task_id = $1";
+const OPEN_TASKS: &str = "SELECT doc FROM open_tasks";
 const OPEN_TURNS: &str = "SELECT turn_id, user_id, conversation_id, created_at_ms, meta, text, truncated, \
      next_index FROM open_turns";
 const ASIDE_LIST: &str = "SELECT turn_id, payload, COALESCE(last_error, '') FROM outbox \
@@ -69,20 +74,66 @@ impl EmbeddedOutbox {
     /// end is not a second entry), and forgets it as an open turn in the same step. Returns
     /// whether it was added.
     pub async fn enqueue(&self, turn: &FinalTurn) -> Result<bool, StoreError> {
+        let t = &turn.turn;
+        self.enqueue_final(&t.turn_id, &t.conversation_id, &Final::Turn(turn.clone()), CLOSE_TURN)
+            .await
+    }
+
+    /// Records a terminal task, as [`enqueue`](Self::enqueue) does a turn.
+    pub async fn enqueue_task(&self, task: &FinalTask) -> Result<bool, StoreError> {
+        let t = &task.task;
+        let key = crate::types::task_key(&t.task_id);
+        self.enqueue_final(&key, &t.context_id, &Final::Task(task.clone()), CLOSE_TASK).await
+    }
+
+    /// One synced transaction: the entry added under `key`, its open note (`close`) removed.
+    async fn enqueue_final(
+        &self,
+        key: &str,
+        group: &str,
+        entry: &Final,
+        close: &'static str,
+    ) -> Result<bool, StoreError> {
         let payload =
-            serde_json::to_string(turn).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            serde_json::to_string(entry).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let id = match entry {
+            Final::Turn(t) => &t.turn.turn_id,
+            Final::Task(t) => &t.task.task_id,
+        };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let added = sqlx::query(ENQUEUE)
-            .bind(&turn.turn.turn_id)
-            .bind(&turn.turn.conversation_id)
+            .bind(key)
+            .bind(group)
             .bind(payload)
             .bind(now_ms())
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query(CLOSE_TURN).bind(&turn.turn.turn_id).execute(&mut *tx).await?;
+        sqlx::query(close).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(added == 1)
+    }
+
+    /// Notes a task that is not terminal yet (unsynced, as [`open_turn`](Self::open_turn)).
+    pub async fn open_task(&self, task: &Task) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(task).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        sqlx::query(OPEN_TASK)
+            .bind(&task.task_id)
+            .bind(&task.user_id)
+            .bind(doc)
+            .execute(&self.relaxed)
+            .await?;
+        Ok(())
+    }
+
+    /// Tasks a previous life of the process left open, as they were created.
+    pub async fn interrupted_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let rows = sqlx::query(OPEN_TASKS).fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(crate::tasks::from_doc(&row.try_get::<String, _>(0)?)?);
+        }
+        Ok(out)
     }
 
     /// Notes a turn that started streaming (its text and status in `turn` are not read). Not
@@ -154,9 +205,9 @@ impl Outbox for EmbeddedOutbox {
         for row in rows {
             let turn_id: String = row.try_get(0)?;
             let payload: String = row.try_get(1)?;
-            match serde_json::from_str::<FinalTurn>(&payload) {
-                Ok(turn) => out.push(Pending {
-                    turn,
+            match serde_json::from_str::<Final>(&payload) {
+                Ok(item) => out.push(Pending {
+                    item,
                     attempts: row.try_get::<i64, _>(2)? as u32,
                     enqueued_ms: row.try_get(3)?,
                 }),
@@ -209,8 +260,8 @@ impl Outbox for EmbeddedOutbox {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let payload: String = row.try_get(1)?;
-            let user_id = serde_json::from_str::<FinalTurn>(&payload)
-                .map(|t| t.turn.user_id)
+            let user_id = serde_json::from_str::<Final>(&payload)
+                .map(|t| t.user_id().to_owned())
                 .unwrap_or_default();
             out.push(SetAside { turn_id: row.try_get(0)?, user_id, error: row.try_get(2)? });
         }

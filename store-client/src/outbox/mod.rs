@@ -17,12 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::{FinalTurn, StoreError};
+use crate::{Final, StoreError};
 
-/// One finalised turn waiting to be stored.
+/// One finalised turn (or terminal task) waiting to be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
-    pub turn: FinalTurn,
+    pub item: Final,
     /// Failed attempts so far (the backoff grows with it).
     pub attempts: u32,
     /// When it entered the outbox (Unix ms).

@@ -26,6 +26,15 @@ pub fn non_empty(raw: &str) -> Result<String, String> {
     Ok(t.to_owned())
 }
 
+/// Non-empty text of at most `max` bytes without control characters.
+pub fn text(raw: &str, max: usize) -> Result<String, String> {
+    let t = non_empty(raw)?;
+    if t.len() > max || t.chars().any(char::is_control) {
+        return Err(format!("must be at most {max} bytes without control characters"));
+    }
+    Ok(t)
+}
+
 /// `scheme://host[:port]`, as browsers send it in `Origin`.
 pub fn origin(raw: &str) -> Result<String, String> {
     let o = raw.trim();

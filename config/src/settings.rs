@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::parse;
 
+/// The Agent Card's skills unless `a2a_skills` says otherwise.
+pub const DEFAULT_SKILLS: &str = r#"[{"id":"tasks","name":"Tasks and turns","description":"Get, list, follow and cancel a user's long-running tasks and assistant turns","tags":["tasks","streaming"]}]"#;
+
 /// Every setting: TOML key (the variable is `GATEWAY_` + its upper case), default, meaning.
 /// The README's configuration reference is this table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
@@ -151,6 +154,37 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "the lowest priority pushed to an offline user (low, normal, high, critical)",
     ),
     ("turn_retention_ms", "3600000", "how long an ended turn's state (and idempotency) is kept"),
+    (
+        "task_max_artifact_bytes",
+        "4194304",
+        "bytes of artifact chunks one task may hold (more: 400 artifact_too_large)",
+    ),
+    (
+        "max_open_tasks",
+        "1000",
+        "tasks of one user not yet stored (open, or ended and waiting for the store); more: 429",
+    ),
+    (
+        "public_url",
+        "unset: from the request's Host",
+        "the gateway's public base URL (http or https), for the A2A Agent Card",
+    ),
+    (
+        "a2a_agent_url",
+        "unset: SendMessage answers -32004",
+        "where A2A SendMessage / SendStreamingMessage are forwarded (POST, 10 s timeout)",
+    ),
+    ("a2a_name", "Assistant gateway", "the Agent Card's name"),
+    (
+        "a2a_description",
+        "Follows a user's tasks and assistant turns",
+        "the Agent Card's description",
+    ),
+    (
+        "a2a_skills",
+        "one skill, tasks",
+        "the Agent Card's skills: a JSON array of {id, name, description, tags}",
+    ),
     ("drain_timeout_ms", "10000", "how long a drain waits for endpoints to close before exiting"),
     ("reconnect_after_ms", "1000", "after_ms of the reconnect frame, SSE retry: on drain"),
     (
@@ -252,6 +286,15 @@ pub struct Config {
     /// `low`, `normal`, `high` or `critical`.
     pub push_min_priority: String,
     pub turn_retention_ms: u64,
+    pub task_max_artifact_bytes: u64,
+    pub max_open_tasks: u64,
+    /// No trailing slash.
+    pub public_url: Option<String>,
+    pub a2a_agent_url: Option<String>,
+    pub a2a_name: String,
+    pub a2a_description: String,
+    /// A JSON array of A2A AgentSkill objects.
+    pub a2a_skills: String,
     pub drain_timeout_ms: u64,
     pub reconnect_after_ms: u64,
     pub write_stall_ms: u64,
@@ -315,6 +358,13 @@ impl Default for Config {
             push_webhook_secret: None,
             push_min_priority: "high".into(),
             turn_retention_ms: 3_600_000,
+            task_max_artifact_bytes: 4 << 20,
+            max_open_tasks: 1_000,
+            public_url: None,
+            a2a_agent_url: None,
+            a2a_name: "Assistant gateway".into(),
+            a2a_description: "Follows a user's tasks and assistant turns".into(),
+            a2a_skills: DEFAULT_SKILLS.into(),
             drain_timeout_ms: 10_000,
             reconnect_after_ms: 1_000,
             write_stall_ms: 30_000,
@@ -577,6 +627,35 @@ impl Config {
                 self.notify_budget_window_ms = parse::int(v, 1_000, 86_400_000)?
             }
             "turn_retention_ms" => self.turn_retention_ms = parse::int(v, 1_000, 30 * 86_400_000)?,
+            "task_max_artifact_bytes" => {
+                self.task_max_artifact_bytes = parse::int(v, 1_024, 1 << 30)?
+            }
+            "max_open_tasks" => self.max_open_tasks = parse::int(v, 1, 1_000_000)?,
+            "public_url" => {
+                let url = parse::url_with_schemes(v, &["http", "https"])?;
+                self.public_url = Some(url.trim_end_matches('/').to_owned());
+            }
+            "a2a_agent_url" => {
+                self.a2a_agent_url = Some(parse::url_with_schemes(v, &["http", "https"])?)
+            }
+            "a2a_name" => self.a2a_name = parse::text(v, 200)?,
+            "a2a_description" => self.a2a_description = parse::text(v, 2_000)?,
+            "a2a_skills" => {
+                let skills: serde_json::Value =
+                    serde_json::from_str(v).map_err(|e| format!("not JSON ({e})"))?;
+                let ok = skills.as_array().is_some_and(|a| {
+                    a.iter().all(|s| {
+                        s.get("id").is_some_and(|i| i.is_string())
+                            && s.get("name").is_some_and(|n| n.is_string())
+                    })
+                });
+                if !ok {
+                    return Err(
+                        "must be a JSON array of objects with string \"id\" and \"name\"".into()
+                    );
+                }
+                self.a2a_skills = v.to_owned();
+            }
             "drain_timeout_ms" => self.drain_timeout_ms = parse::int(v, 0, 600_000)?,
             "reconnect_after_ms" => self.reconnect_after_ms = parse::int(v, 0, 600_000)?,
             "write_stall_ms" => self.write_stall_ms = parse::int(v, 100, 3_600_000)?,

@@ -13,9 +13,10 @@ use store_client::{
 
 use crate::backplane::redis::{RedisLink, RedisSettings};
 use crate::backplane::{Backplane, MemoryBackplane, RedisBackplane};
+use crate::domain::finished::Finishers;
 use crate::domain::notifications::NotifyConfig;
 use crate::domain::sink::{EmbeddedSink, RedisSink};
-use crate::domain::{Notifications, TurnSink, Turns, TurnsConfig};
+use crate::domain::{Notifications, Tasks, TasksConfig, TurnSink, Turns, TurnsConfig};
 use crate::hub::{Hub, Retention};
 use crate::metrics::Metrics;
 use crate::push::{PushConfig, PushSender};
@@ -117,8 +118,9 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister: persister.clone() });
     let push = push(cfg, &store, &metrics);
     let d = domain(cfg, &backplane, sink, &store, presence.clone(), push.clone());
-    outbox.serve(d.0.clone());
-    Ok(Parts { hub, backplane, turns: d.0, notes: d.1, presence, store, persister, metrics, push })
+    outbox.serve(Arc::new(Finishers { turns: d.turns.clone(), tasks: d.tasks.clone() }));
+    let Domain { turns, notes, tasks } = d;
+    Ok(Parts { hub, backplane, turns, notes, tasks, presence, store, persister, metrics, push })
 }
 
 /// Embedded mode: one process holds every log, turn and presence entry.
@@ -136,9 +138,18 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
     });
     let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
     let push = push(cfg, &store, &metrics);
-    let (turns, notes) = domain(cfg, &backplane, sink, &store, presence.clone(), push.clone());
+    let Domain { turns, notes, tasks } =
+        domain(cfg, &backplane, sink, &store, presence.clone(), push.clone());
     turns.recover().await.map_err(SetupError::Recover)?;
-    Ok(Parts { hub, backplane, turns, notes, presence, store, persister, metrics, push })
+    tasks.recover().await.map_err(SetupError::Recover)?;
+    Ok(Parts { hub, backplane, turns, notes, tasks, presence, store, persister, metrics, push })
+}
+
+/// The domain services of a mode.
+struct Domain {
+    turns: Arc<Turns>,
+    notes: Arc<Notifications>,
+    tasks: Arc<Tasks>,
 }
 
 /// The domain services over a backplane.
@@ -149,10 +160,10 @@ fn domain(
     store: &Arc<dyn TurnStore>,
     presence: Arc<dyn presence::PresenceRegistry>,
     push: Option<Arc<PushSender>>,
-) -> (Arc<Turns>, Arc<Notifications>) {
+) -> Domain {
     let turns = Turns::new(
         backplane.clone(),
-        sink,
+        sink.clone(),
         TurnsConfig {
             max_text: cfg.store_max_text_bytes as usize,
             turn_idle: Duration::from_millis(cfg.turn_idle_timeout_ms),
@@ -165,7 +176,13 @@ fn domain(
         budget_window: Duration::from_millis(cfg.notify_budget_window_ms),
     };
     let notes = Notifications::new(backplane.clone(), store.clone(), notify, presence, push);
-    (Arc::new(turns), Arc::new(notes))
+    let tasks = TasksConfig {
+        max_bytes: cfg.task_max_artifact_bytes,
+        max_open: cfg.max_open_tasks as usize,
+        retention: Duration::from_millis(cfg.turn_retention_ms),
+    };
+    let tasks = Tasks::new(backplane.clone(), sink, store.clone(), tasks);
+    Domain { turns: Arc::new(turns), notes: Arc::new(notes), tasks: Arc::new(tasks) }
 }
 
 /// The push sender, when `GATEWAY_PUSH_WEBHOOK_URL` is set.

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
 use crate::backplane::Backplane;
-use crate::domain::{Notifications, Turns};
+use crate::domain::{Notifications, Tasks, Turns};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -61,6 +61,7 @@ pub struct Parts {
     pub backplane: Arc<dyn Backplane>,
     pub turns: Arc<Turns>,
     pub notes: Arc<Notifications>,
+    pub tasks: Arc<Tasks>,
     pub presence: Arc<dyn PresenceRegistry>,
     pub store: Arc<dyn TurnStore>,
     pub persister: Arc<Persister>,
@@ -83,6 +84,7 @@ pub struct Shared {
     /// The rules of turns and notifications, over the backplane.
     pub turns: Arc<Turns>,
     pub notes: Arc<Notifications>,
+    pub tasks: Arc<Tasks>,
     pub presence: Arc<dyn PresenceRegistry>,
     /// Where finalised turns are kept, and history is read from.
     pub store: Arc<dyn TurnStore>,
@@ -137,6 +139,7 @@ impl AppState {
             backplane: parts.backplane,
             turns: parts.turns,
             notes: parts.notes,
+            tasks: parts.tasks,
             presence: parts.presence,
             store: parts.store,
             persister: parts.persister,

@@ -44,7 +44,7 @@ impl OnRedis {
         let backplane = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
         let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister });
         let node = Node::new(backplane, hub, sink, store);
-        outbox.serve(node.turns.clone());
+        outbox.serve(node.finishers());
         (node, outbox)
     }
 }

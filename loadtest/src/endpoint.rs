@@ -156,7 +156,18 @@ impl Endpoint {
                         ctx.stats.delivery.record(self.idx, now_us.saturating_sub(sent));
                     }
                 }
+                EventBody::TaskArtifact { parts, .. } => {
+                    // The tasks scenario's chunks start with the time they were sent.
+                    let sent = match parts.first() {
+                        Some(wire::task::Part::Text { text }) => text.get(..12),
+                        _ => None,
+                    };
+                    if let Some(sent) = sent.and_then(|t| t.parse::<u64>().ok()) {
+                        ctx.stats.delivery.record(self.idx, now_us.saturating_sub(sent));
+                    }
+                }
                 EventBody::TurnTrace { .. }
+                | EventBody::TaskStatus { .. }
                 | EventBody::NotificationRead { .. }
                 | EventBody::NotificationState { .. }
                 | EventBody::NotificationDigest { .. } => {}

@@ -114,7 +114,7 @@ pub enum ControlFrame {
     /// v1.1: the reply to `task.get`: the task with its artifacts, as of `as_of_seq`.
     #[serde(rename = "task.snapshot")]
     TaskSnapshot {
-        task: crate::task::Task,
+        task: Box<crate::task::Task>,
         as_of_seq: u64,
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,

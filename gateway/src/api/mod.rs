@@ -6,10 +6,12 @@ mod extract;
 mod history;
 mod inbox;
 mod items;
+mod ndjson;
 mod ops;
 mod preferences;
 mod presence;
 mod producer;
+mod tasks;
 
 pub use crate::auth::Authenticated;
 pub use extract::read_json;
@@ -35,6 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/turns/{turn_id}", get(producer::get_turn))
         .route("/v1/turns/{turn_id}/events", post(producer::turn_events))
         .route("/v1/notifications", post(producer::notify))
+        .route("/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/v1/tasks/{task_id}", get(tasks::get))
+        .route("/v1/tasks/{task_id}/events", post(tasks::events))
+        .route("/v1/tasks/{task_id}/cancel", post(tasks::cancel))
         .route("/v1/users/{user_id}/presence", get(presence::get_presence))
         .route("/v1/users/{user_id}/notifications", get(inbox::page))
         .route("/v1/users/{user_id}/notifications/mark", post(inbox::mark))

@@ -4,18 +4,15 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{Buf, BytesMut};
-use futures_util::StreamExt;
 use wire::api::{
-    CreateNotification, CreateTurn, Disposition, EventItem, EventsAccepted, NotificationReply,
-    TurnStateSnapshot,
+    CreateNotification, CreateTurn, Disposition, EventItem, NotificationReply, TurnStateSnapshot,
 };
 
-use super::extract::{PathId, body_timeout, read_body, read_json};
+use super::extract::{PathId, read_json};
 use super::items::parse_item;
+use super::ndjson;
 use crate::auth::Authenticated;
 use crate::auth::Principal;
 use crate::domain::{Applied, NewTurn, TurnError};
@@ -130,21 +127,7 @@ fn wants_snapshot(query: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-fn is_ndjson(headers: &HeaderMap) -> bool {
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    matches!(
-        mime.as_str(),
-        "application/x-ndjson"
-            | "application/ndjson"
-            | "application/jsonl"
-            | "application/x-jsonlines"
-    )
-}
-
-/// `POST /v1/turns/{turn_id}/events`: one JSON item, or NDJSON published as the body arrives
-/// (the lines each chunk completes, as one batch). A bad line or an ended turn is answered at
-/// once, naming the line; earlier lines stay published.
+/// `POST /v1/turns/{turn_id}/events`: one JSON item, or NDJSON published as it arrives.
 pub async fn turn_events(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -153,165 +136,40 @@ pub async fn turn_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_publish(&p)?;
-    if !is_ndjson(&headers) {
-        let bytes = read_body(body, &state.limits).await?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-        let item =
-            parse_item(text).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_item", m))?;
-        let applied = state.turns.apply(&turn_id, vec![item]).await;
-        if let Some(e) = applied.refused {
-            return Err(e.into());
-        }
-        return Ok(Json(EventsAccepted { accepted: 1, last_seq: applied.last_seq }).into_response());
+    let target = TurnTarget { state: &state, turn_id: &turn_id };
+    if !ndjson::is_ndjson(&headers) {
+        return Ok(Json(ndjson::single(&target, &state.limits, body).await?).into_response());
     }
-
     // A stream for an unknown or ended turn is refused before its first line arrives.
     let t = state.turns.state(&turn_id).await?;
     if t.status != wire::TurnStatus::Streaming {
         return Err(TurnError::Ended { turn_id, status: t.status }.into());
     }
-    let limits = &state.limits;
-    let mut stream = body.into_data_stream();
-    let mut buf = BytesMut::new();
-    let mut batch = Batch::default();
-    let mut total: u64 = 0;
-    // A body that completes no item for this long is cut off (408): a trickle does not hold
-    // the connection and the turn open. One timer for the whole body, moved only when it fires
-    // early (an item came meanwhile): no timer work per chunk on the hot path.
-    let idle = limits.body_idle_timeout;
-    let mut last_item = tokio::time::Instant::now();
-    let timer = tokio::time::sleep(idle);
-    tokio::pin!(timer);
-    loop {
-        let next = tokio::select! {
-            next = stream.next() => next,
-            _ = &mut timer => {
-                if last_item.elapsed() < idle {
-                    timer.as_mut().reset(last_item + idle);
-                    continue;
-                }
-                batch.apply(&state, &turn_id).await?;
-                return Err(batch.at(body_timeout(limits), batch.line_no + 1));
-            }
-        };
-        let Some(chunk) = next else { break };
-        let lines_before = batch.line_no;
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
-        total += chunk.len() as u64;
-        if total > limits.max_ndjson_body_bytes {
-            batch.apply(&state, &turn_id).await?;
-            return Err(ApiError::too_large(
-                "body_too_large",
-                format!(
-                    "the NDJSON body is larger than {} bytes; {} item(s) stay published",
-                    limits.max_ndjson_body_bytes, batch.accepted
-                ),
-            ));
-        }
-        let scanned = buf.len();
-        buf.extend_from_slice(&chunk);
-        let mut from = scanned;
-        while let Some(pos) = buf[from..].iter().position(|b| *b == b'\n') {
-            let raw = buf.split_to(from + pos + 1);
-            from = 0;
-            batch.line(&state, &turn_id, &raw[..raw.len() - 1]).await?;
-        }
-        if buf.len() > limits.max_ndjson_line_bytes {
-            batch.line_no += 1;
-            return Err(batch.too_long(&state, &turn_id).await);
-        }
-        batch.apply(&state, &turn_id).await?;
-        if batch.line_no > lines_before {
-            last_item = tokio::time::Instant::now();
-        }
-    }
-    if buf.has_remaining() {
-        batch.line(&state, &turn_id, &buf).await?;
-    }
-    batch.apply(&state, &turn_id).await?;
-    Ok(Json(EventsAccepted { accepted: batch.accepted, last_seq: batch.last_seq }).into_response())
+    Ok(Json(ndjson::stream(&target, &state.limits, body).await?).into_response())
 }
 
-/// The NDJSON lines read but not yet applied, and what the request has published so far.
-#[derive(Default)]
-struct Batch {
-    items: Vec<EventItem>,
-    /// The line number of each item in `items`.
-    lines: Vec<u64>,
-    /// Lines read so far (blank ones included).
-    line_no: u64,
-    accepted: u64,
-    last_seq: Option<u64>,
+/// A turn as the target of a producer's items.
+struct TurnTarget<'a> {
+    state: &'a AppState,
+    turn_id: &'a str,
 }
 
-impl Batch {
-    /// Takes one complete line. A bad one is answered at once, after the lines before it are
-    /// applied.
-    async fn line(&mut self, state: &AppState, turn_id: &str, raw: &[u8]) -> Result<(), ApiError> {
-        self.line_no += 1;
-        if raw.len() > state.limits.max_ndjson_line_bytes {
-            return Err(self.too_long(state, turn_id).await);
-        }
-        let parsed = match std::str::from_utf8(raw) {
-            Err(_) => Err("not UTF-8".to_owned()),
-            Ok(text) if text.trim().is_empty() => return Ok(()),
-            Ok(text) => parse_item(text.trim()),
-        };
-        match parsed {
-            Ok(item) => {
-                self.items.push(item);
-                self.lines.push(self.line_no);
-                Ok(())
-            }
-            Err(m) => {
-                self.apply(state, turn_id).await?;
-                Err(self.at(ApiError::new(StatusCode::BAD_REQUEST, "bad_line", m), self.line_no))
-            }
-        }
+#[async_trait::async_trait]
+impl ndjson::Target for TurnTarget<'_> {
+    type Item = EventItem;
+
+    fn parse(&self, text: &str) -> Result<EventItem, String> {
+        parse_item(text)
     }
 
-    /// The current line is over the limit: apply what came before, then say so.
-    async fn too_long(&mut self, state: &AppState, turn_id: &str) -> ApiError {
-        if let Err(e) = self.apply(state, turn_id).await {
-            return e;
-        }
-        let max = state.limits.max_ndjson_line_bytes;
-        let e = ApiError::too_large(
-            "line_too_large",
-            format!("longer than {max} bytes (GATEWAY_MAX_NDJSON_LINE_BYTES)"),
-        );
-        self.at(e, self.line_no)
-    }
-
-    /// Publishes the lines read so far, as one batch.
-    async fn apply(&mut self, state: &AppState, turn_id: &str) -> Result<(), ApiError> {
-        if self.items.is_empty() {
-            return Ok(());
-        }
-        let items = std::mem::take(&mut self.items);
-        let lines = std::mem::take(&mut self.lines);
-        let Applied { accepted, last_seq, refused } = state.turns.apply(turn_id, items).await;
-        self.accepted += accepted;
-        self.last_seq = last_seq.or(self.last_seq);
-        let Some(e) = refused else { return Ok(()) };
-        let line_no = lines.get(accepted as usize).copied().unwrap_or(self.line_no);
-        let invalid = matches!(e, TurnError::Invalid(_));
-        let mut err = ApiError::from(e);
-        if invalid {
-            err.code = "bad_line";
-        }
-        Err(self.at(err, line_no))
-    }
-
-    /// Names the line and how much of the body stays published.
-    fn at(&self, mut e: ApiError, line_no: u64) -> ApiError {
-        e.message = format!(
-            "line {line_no}: {}; {} earlier item(s) stay published",
-            e.message, self.accepted
-        );
-        e
+    async fn apply(&self, items: Vec<EventItem>) -> (u64, Option<u64>, Option<(ApiError, bool)>) {
+        let Applied { accepted, last_seq, refused } =
+            self.state.turns.apply(self.turn_id, items).await;
+        let refused = refused.map(|e| {
+            let invalid = matches!(e, TurnError::Invalid(_));
+            (ApiError::from(e), invalid)
+        });
+        (accepted, last_seq, refused)
     }
 }
 

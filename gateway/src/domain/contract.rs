@@ -26,6 +26,7 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub turns: Arc<Turns>,
     pub notes: Arc<Notifications>,
+    pub tasks: Arc<super::Tasks>,
 }
 
 impl Node {
@@ -40,7 +41,13 @@ impl Node {
             turn_idle: Duration::from_secs(600),
             turn_retention: Duration::from_secs(3600),
         };
-        let turns = Arc::new(Turns::new(backplane.clone(), sink, cfg));
+        let turns = Arc::new(Turns::new(backplane.clone(), sink.clone(), cfg));
+        let tasks_cfg = super::TasksConfig {
+            max_bytes: 1 << 20,
+            max_open: 100,
+            retention: Duration::from_secs(3600),
+        };
+        let tasks = Arc::new(super::Tasks::new(backplane.clone(), sink, store.clone(), tasks_cfg));
         let notify = NotifyConfig {
             dedup_window: Duration::from_secs(3600),
             budget: 0,
@@ -48,7 +55,15 @@ impl Node {
         };
         let presence = Arc::new(presence::MemoryPresence::new(Duration::from_secs(60)));
         let notes = Arc::new(Notifications::new(backplane.clone(), store, notify, presence, None));
-        Node { backplane, hub, turns, notes }
+        Node { backplane, hub, turns, notes, tasks }
+    }
+
+    /// What the Redis outbox reads finished turns and tasks through.
+    pub fn finishers(&self) -> Arc<super::finished::Finishers> {
+        Arc::new(super::finished::Finishers {
+            turns: self.turns.clone(),
+            tasks: self.tasks.clone(),
+        })
     }
 }
 
@@ -118,11 +133,11 @@ fn deltas(events: &[LogEvent]) -> Vec<(u64, &str)> {
         .collect()
 }
 
-fn seqs(events: &[LogEvent]) -> Vec<u64> {
+pub(super) fn seqs(events: &[LogEvent]) -> Vec<u64> {
     events.iter().map(|e| e.seq).collect()
 }
 
-fn unique(prefix: &str) -> String {
+pub(super) fn unique(prefix: &str) -> String {
     format!("{prefix}-{:x}", rand::random::<u64>())
 }
 
@@ -168,6 +183,8 @@ pub async fn run_all(f: &dyn Factory) {
     users_whose_names_look_alike_stay_apart(f.make(100).await).await;
     producers_on_two_nodes_race_and_indexes_stay_whole(f.make(10_000).await).await;
     a_cancel_racing_deltas_is_the_last_event(f.make(10_000).await).await;
+    super::contract_tasks::a_task_is_one_on_every_node(f.make(1_000).await).await;
+    super::contract_tasks::a_cancel_racing_artifacts_ends_the_task_once(f.make(10_000).await).await;
 }
 
 pub async fn every_endpoint_on_every_node_gets_every_event_in_order(fx: Fixture) {
@@ -305,7 +322,7 @@ pub async fn an_ended_turn_waits_in_the_outbox_once_with_its_exact_text(fx: Fixt
     assert_eq!(stats.depth, 1);
     let pending = fx.outbox.claim(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(pending.len(), 1);
-    let t = &pending[0].turn;
+    let store_client::Final::Turn(t) = &pending[0].item else { panic!("a turn") };
     assert_eq!(t.turn.turn_id, id);
     assert_eq!((t.turn.user_id.as_str(), t.turn.conversation_id.as_str()), (u.as_str(), "conv"));
     assert_eq!(t.turn.text, "abcé");
@@ -438,7 +455,8 @@ pub async fn a_cancel_racing_deltas_is_the_last_event(fx: Fixture) {
     assert_eq!(seen.last().unwrap().seq, end_seq, "nothing after the end");
     assert!(matches!(seen.last().unwrap().body, EventBody::TurnEnd { .. }));
     let pending = fx.outbox.claim(10, Duration::from_secs(30)).await.unwrap();
-    let stored = &pending.iter().find(|p| p.turn.turn.turn_id == id).expect("in the outbox").turn;
+    let stored = &pending.iter().find(|p| p.item.key() == id).expect("in the outbox").item;
+    let store_client::Final::Turn(stored) = stored else { panic!("a turn") };
     assert_eq!(stored.turn.status, TurnStatus::Cancelled);
     let streamed: String = deltas(&seen).iter().map(|d| d.1).collect();
     assert_eq!(stored.turn.text, streamed);

@@ -65,3 +65,38 @@ impl Turns {
         Ok(())
     }
 }
+
+impl super::Tasks {
+    /// Ends the tasks a previous life left open as `failed` (`gateway_restarted`), stored and
+    /// announced in the user's (new) log; returns how many. Called once, before serving.
+    pub async fn recover(&self) -> Result<usize, String> {
+        let open = self.sink().interrupted_tasks().await?;
+        let n = open.len();
+        for task in open {
+            self.end_interrupted(task).await.map_err(|e| e.to_string())?;
+        }
+        Ok(n)
+    }
+
+    async fn end_interrupted(&self, mut task: wire::task::Task) -> Result<(), Unavailable> {
+        let now = crate::backplane::now_ms();
+        task.state = wire::task::TaskState::Failed;
+        task.message = Some(RESTARTED.to_owned());
+        task.updated_at = crate::ids::rfc3339_ms(now);
+        task.artifacts = Some(Vec::new());
+        let copy = store_client::FinalTask { task: task.clone(), updated_at_ms: now, seq: 0 };
+        self.sink().finishing_task(&task.user_id, &task.task_id, Some(copy)).await?;
+        let event = EventBody::TaskStatus {
+            task_id: task.task_id.clone(),
+            context_id: task.context_id.clone(),
+            state: task.state,
+            message: task.message.clone(),
+            timestamp: task.updated_at.clone(),
+        };
+        let a = Append::events(&task.user_id, vec![Event::of(&event)]);
+        self.log().append_if(a).await?;
+        self.sink().ended();
+        tracing::warn!(task_id = %task.task_id, "a task left open by the previous run is ended failed");
+        Ok(())
+    }
+}

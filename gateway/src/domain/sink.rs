@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use store_client::{EmbeddedOutbox, FinalTurn, Persister, TurnRecord};
+use store_client::{EmbeddedOutbox, FinalTask, FinalTurn, Persister, TurnRecord};
+use wire::task::Task;
 
 use crate::backplane::redis::RedisOutbox;
 use crate::backplane::{Keep, Unavailable};
@@ -53,6 +54,30 @@ pub trait TurnSink: Send + Sync {
     async fn interrupted(&self) -> Result<Vec<(TurnRecord, u64)>, String> {
         Ok(Vec::new())
     }
+
+    /// A task reaches a terminal state: as [`finishing`](Self::finishing) for a turn.
+    async fn finishing_task(
+        &self,
+        user: &str,
+        task_id: &str,
+        copy: Option<FinalTask>,
+    ) -> Result<(), Unavailable>;
+
+    /// A task was created (embedded: noted, so a crash ends it rather than loses it).
+    async fn opened_task(&self, _task: &Task) {}
+
+    /// Tasks a previous life of this process left open, as created.
+    async fn interrupted_tasks(&self) -> Result<Vec<Task>, String> {
+        Ok(Vec::new())
+    }
+}
+
+fn outbox_down(what: &str, id: &str, e: impl std::fmt::Display) -> Unavailable {
+    tracing::error!(id, error = %e, "the outbox cannot take a finished {what}");
+    Unavailable {
+        code: "outbox_unavailable",
+        message: format!("the {what} could not be recorded for storage now; try the end again"),
+    }
 }
 
 /// Embedded mode: the SQLite outbox in `GATEWAY_DATA_DIR`.
@@ -76,14 +101,29 @@ impl TurnSink for EmbeddedSink {
         copy: Option<FinalTurn>,
     ) -> Result<(), Unavailable> {
         let Some(copy) = copy else { return Ok(()) };
-        if let Err(e) = self.outbox.enqueue(&copy).await {
-            tracing::error!(%turn_id, error = %e, "the outbox cannot take a finished turn");
-            return Err(Unavailable {
-                code: "outbox_unavailable",
-                message: "the turn could not be recorded for storage now; try the end again".into(),
-            });
-        }
+        self.outbox.enqueue(&copy).await.map_err(|e| outbox_down("turn", turn_id, e))?;
         Ok(())
+    }
+
+    async fn finishing_task(
+        &self,
+        _user: &str,
+        task_id: &str,
+        copy: Option<FinalTask>,
+    ) -> Result<(), Unavailable> {
+        let Some(copy) = copy else { return Ok(()) };
+        self.outbox.enqueue_task(&copy).await.map_err(|e| outbox_down("task", task_id, e))?;
+        Ok(())
+    }
+
+    async fn opened_task(&self, task: &Task) {
+        if let Err(e) = self.outbox.open_task(task).await {
+            tracing::warn!(task_id = %task.task_id, error = %e, "cannot note an open task");
+        }
+    }
+
+    async fn interrupted_tasks(&self) -> Result<Vec<Task>, String> {
+        self.outbox.interrupted_tasks().await.map_err(|e| e.to_string())
     }
 
     fn ended(&self) {
@@ -123,6 +163,11 @@ impl TurnSink for EmbeddedSink {
     }
 }
 
+fn redis_down(e: redis::RedisError) -> Unavailable {
+    tracing::warn!(error = %e, "Redis call failed");
+    Unavailable { code: "redis_unavailable", message: "Redis cannot be reached now".into() }
+}
+
 /// Redis mode: the outbox holds the turn's name; its state stays in Redis until stored.
 pub struct RedisSink {
     pub outbox: Arc<RedisOutbox>,
@@ -141,10 +186,16 @@ impl TurnSink for RedisSink {
         turn_id: &str,
         _copy: Option<FinalTurn>,
     ) -> Result<(), Unavailable> {
-        self.outbox.add(turn_id, user).await.map_err(|e| {
-            tracing::warn!(error = %e, "Redis call failed");
-            Unavailable { code: "redis_unavailable", message: "Redis cannot be reached now".into() }
-        })
+        self.outbox.add(turn_id, user).await.map_err(redis_down)
+    }
+
+    async fn finishing_task(
+        &self,
+        user: &str,
+        task_id: &str,
+        _copy: Option<FinalTask>,
+    ) -> Result<(), Unavailable> {
+        self.outbox.add(&store_client::task_key(task_id), user).await.map_err(redis_down)
     }
 
     fn ended(&self) {

@@ -18,7 +18,7 @@ use wire::{EventBody, TurnStatus};
 
 use super::turn::{By, Plan, STREAMING_TTL, TurnRec, plan, record_name};
 use super::{Applied, NewTurn, Snapshot, TurnError, TurnSink};
-use crate::backplane::redis::{Assembled, Finished};
+use crate::backplane::redis::Assembled;
 use crate::backplane::{
     Append, Backplane, Blobs, Event, Expect, Keep, Outcome, Unavailable, now_ms,
 };
@@ -365,9 +365,8 @@ impl Turns {
 }
 
 /// The Redis outbox reads finished turns through this (it knows only which turns wait).
-#[async_trait::async_trait]
-impl Finished for Turns {
-    async fn assemble(&self, user: &str, turn_id: &str) -> Result<Assembled, Unavailable> {
+impl Turns {
+    pub async fn assemble(&self, user: &str, turn_id: &str) -> Result<Assembled, Unavailable> {
         let blobs = Blobs { text: true, items: true };
         let Some(read) = self.log.read(user, &record_name(turn_id), blobs).await? else {
             return Ok(Assembled::Gone);
@@ -376,10 +375,11 @@ impl Finished for Turns {
         if rec.status == TurnStatus::Streaming {
             return Ok(Assembled::Streaming);
         }
-        Ok(Assembled::Ended(rec.finished(turn_id, read.text, &read.items, self.cfg.max_text)?))
+        let done = rec.finished(turn_id, read.text, &read.items, self.cfg.max_text)?;
+        Ok(Assembled::Ended(Box::new(store_client::Final::Turn(done))))
     }
 
-    async fn stored(&self, user: &str, turn_id: &str) -> Result<(), Unavailable> {
+    pub async fn stored(&self, user: &str, turn_id: &str) -> Result<(), Unavailable> {
         let keep = Keep::For(self.cfg.turn_retention);
         self.log.keep(user, &record_name(turn_id), keep).await
     }

@@ -138,7 +138,8 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
     let state = session.state.clone();
     let missing = |field: &str| format!("{kind} needs a string \"{field}\" of 1-256 bytes");
     let per_sec = state.limits.client_publish_per_sec;
-    let publishing = matches!(kind, "notification.read" | "notification.mark" | "turn.cancel");
+    let publishing =
+        matches!(kind, "notification.read" | "notification.mark" | "turn.cancel" | "task.cancel");
     if publishing && !frames.publish(per_sec) {
         let message = format!(
             "more than {per_sec} publishing frames a second (burst {}); nothing was published",
@@ -172,6 +173,27 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
             match state.turns.cancel(&session.user, turn_id).await {
                 Ok(_) => Action::Nothing,
                 Err(e) => Action::Reply(turn_error(e, reference)),
+            }
+        }
+        "task.get" => {
+            let Some(task_id) = string_field(&map, "task_id") else {
+                return bad(session, frames, "invalid_frame", missing("task_id"), reference);
+            };
+            match state.tasks.snapshot(&session.user, task_id).await {
+                Ok((task, as_of_seq)) => {
+                    let task = Box::new(task);
+                    Action::Reply(ControlFrame::TaskSnapshot { task, as_of_seq, reference })
+                }
+                Err(e) => Action::Reply(task_error(e, reference)),
+            }
+        }
+        "task.cancel" => {
+            let Some(task_id) = string_field(&map, "task_id") else {
+                return bad(session, frames, "invalid_frame", missing("task_id"), reference);
+            };
+            match state.tasks.cancel(&session.user, task_id).await {
+                Ok(_) => Action::Nothing,
+                Err(e) => Action::Reply(task_error(e, reference)),
             }
         }
         "notification.read" => {
@@ -261,6 +283,12 @@ fn turn_error(e: TurnError, reference: Option<Value>) -> ControlFrame {
         TurnError::Unavailable(u) => u.code,
     };
     ControlFrame::error(code, e.to_string(), reference)
+}
+
+/// A task's refusal as the error frame, with the code the HTTP API gives it.
+fn task_error(e: crate::domain::TaskError, reference: Option<Value>) -> ControlFrame {
+    let e = crate::error::ApiError::from(e);
+    ControlFrame::error(e.code, e.message, reference)
 }
 
 #[cfg(test)]

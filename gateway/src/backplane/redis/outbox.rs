@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use store_client::outbox::now_ms;
-use store_client::{AsideFilter, FinalTurn, Outbox, OutboxStats, Pending, SetAside, StoreError};
+use store_client::{AsideFilter, Final, Outbox, OutboxStats, Pending, SetAside, StoreError};
 
 use super::conn::RedisConn;
 use super::keys::Keys;
@@ -23,13 +23,14 @@ use crate::backplane::Unavailable;
 
 /// What a turn's state says when its outbox entry comes up.
 pub enum Assembled {
-    Ended(FinalTurn),
+    Ended(Box<Final>),
     Streaming,
     Gone,
 }
 
-/// Reads finished turns out of their state, and lets it go once stored: the domain's, which
-/// knows what a turn record holds (this outbox only knows which turns wait).
+/// Reads finished turns (and terminal tasks: keys `task/<id>`) out of their state, and lets it
+/// go once stored: the domain's, which knows what a record holds (this outbox only knows which
+/// keys wait).
 #[async_trait]
 pub trait Finished: Send + Sync {
     async fn assemble(&self, user: &str, turn_id: &str) -> Result<Assembled, Unavailable>;
@@ -145,7 +146,7 @@ impl Outbox for RedisOutbox {
             match self.assemble(turn_id, user).await? {
                 Assembled::Ended(turn) => {
                     self.claimed.insert(turn_id.clone(), user.clone());
-                    out.push(Pending { turn, attempts, enqueued_ms });
+                    out.push(Pending { item: *turn, attempts, enqueued_ms });
                 }
                 Assembled::Streaming if now - enqueued_ms < NO_END_AFTER.as_millis() as i64 => {
                     self.retry_at(turn_id, now + NOT_ENDED_YET.as_millis() as i64, attempts)

@@ -6,9 +6,10 @@
 //!   also the per-user logs, with the ordering guarantees);
 //! - [`backplane`]: the per-user logs with their conditional appends and records, in process or
 //!   shared through Redis (no domain rule);
-//! - [`domain`]: turns and notifications, every rule once, over the backplane;
+//! - [`domain`]: turns, notifications and tasks, every rule once, over the backplane;
 //! - [`transport`]: the WebSocket and SSE endpoint tasks;
-//! - [`api`]: HTTP routes (producer API, history, presence, operations);
+//! - [`api`]: HTTP routes (producer API, tasks, history, presence, operations);
+//! - [`a2a`]: the A2A v1.0 binding over tasks and turns (Agent Card, JSON-RPC, resumable SSE);
 //! - [`auth`]: token verification; [`audit`]: the audit trail of operator actions; [`metrics`]: the Prometheus registry;
 //! - [`push`]: calls to the push webhook, from the store's push outbox;
 //! - [`accept`]: accepting connections within their caps and timeouts;
@@ -18,6 +19,7 @@
 //! Presence lives in the `presence` crate, the turn store and its outbox in `store-client`,
 //! settings in `config`, wire types in `wire`.
 
+pub mod a2a;
 pub mod accept;
 pub mod api;
 pub mod audit;

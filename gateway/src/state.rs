@@ -97,6 +97,8 @@ pub struct Shared {
     pub local_endpoints: DashMap<String, (Arc<str>, Arc<wire::EndpointInfo>)>,
     /// Cancelled when the node starts draining: every connection says goodbye.
     pub shutdown: CancellationToken,
+    /// The A2A binding's settings and its client for the agent.
+    pub a2a: crate::a2a::A2a,
     /// WebSocket connection tasks, which hyper does not track once upgraded.
     pub connections: TaskTracker,
     draining: AtomicBool,
@@ -145,6 +147,7 @@ impl AppState {
             persister: parts.persister,
             metrics: parts.metrics,
             push: parts.push,
+            a2a: crate::a2a::A2a::from_config(cfg),
             local_endpoints: DashMap::new(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),

@@ -14,7 +14,7 @@ mod producer;
 mod tasks;
 
 pub use crate::auth::Authenticated;
-pub use extract::read_json;
+pub use extract::{read_body, read_json};
 pub use items::parse_item;
 
 use axum::Router;
@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/turns/{turn_id}", get(producer::get_turn))
         .route("/v1/turns/{turn_id}/events", post(producer::turn_events))
         .route("/v1/notifications", post(producer::notify))
+        .route("/a2a", post(crate::a2a::rpc::handler))
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/events", post(tasks::events))
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/.well-known/agent-card.json", get(crate::a2a::card::handler))
         .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -189,6 +189,7 @@ pub async fn list(
     super::extract::own_or_admin(&p, &user, &headers, "tasks.list", "list a user's tasks")?;
     let (tasks, next) =
         state.tasks.list(&user, q.which, q.context.as_deref(), q.limit, q.before.as_ref()).await?;
+    let tasks = tasks.into_iter().map(|(_, t)| t).collect();
     Ok(Json(TaskPage { tasks, next: next.map(|c| c.encode()) }).into_response())
 }
 

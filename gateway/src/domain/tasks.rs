@@ -294,8 +294,8 @@ impl Tasks {
         }
     }
 
-    /// A page of `user`'s tasks (no artifacts), newest status change first, strictly after
-    /// `after`; the cursor of the next page, if any.
+    /// A page of `user`'s tasks (no artifacts), each at its place, newest status change first,
+    /// strictly after `after`; the cursor of the next page, if any.
     pub async fn list(
         &self,
         user: &str,
@@ -303,7 +303,7 @@ impl Tasks {
         context: Option<&str>,
         limit: usize,
         after: Option<&TaskCursor>,
-    ) -> Result<(Vec<Task>, Option<TaskCursor>), TaskError> {
+    ) -> Result<(Vec<(TaskCursor, Task)>, Option<TaskCursor>), TaskError> {
         let open = self.log.due(&index(user), i64::MAX, self.cfg.max_open).await?;
         let reads = futures_util::stream::iter(open)
             .map(|id| async move {
@@ -343,7 +343,7 @@ impl Tasks {
         page.sort_by(|a, b| b.0.cmp(&a.0));
         let next = (page.len() > limit).then(|| page[limit - 1].0.clone());
         page.truncate(limit);
-        Ok((page.into_iter().map(|(_, t)| t).collect(), next))
+        Ok((page, next))
     }
 
     /// A terminal task, read for the store (the Redis outbox).

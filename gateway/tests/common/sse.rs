@@ -39,6 +39,12 @@ impl SseClient {
         Ok(SseClient { stream: Box::pin(resp.bytes_stream()), buf: Vec::new(), status })
     }
 
+    /// Reads an SSE response already made (a POST, say).
+    pub fn from_response(resp: reqwest::Response) -> Self {
+        let status = resp.status().as_u16();
+        SseClient { stream: Box::pin(resp.bytes_stream()), buf: Vec::new(), status }
+    }
+
     /// The next event; `None` when the stream ended.
     pub async fn next(&mut self) -> Option<SseEvent> {
         loop {

@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// A directory holding the Node peer's server.js with its node_modules installed.
     #[arg(long)]
     pub node_peer: Option<PathBuf>,
-    /// Only these scenarios (idle, stream20k, stream, burst, burstlog, storm, chaos, saturate); default all.
+    /// Only these scenarios (idle, stream20k, stream, burst, burstlog, storm, tasks, chaos, saturate); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Multiplies endpoint counts and turn rates (0.1 for a quick look).
@@ -110,6 +110,22 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
                 users: 1,
                 devices: 4,
                 notify_storm: (10_000.0 * scale).round().max(1.0) as u32,
+                duration_s: 0.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "tasks",
+            "200 long tasks (100 users × 2 devices, a third over SSE), 50 chunks each at 20/s; 20 followed over A2A, dropped and resumed",
+            Scenario {
+                users: users(100.0),
+                devices: 2,
+                sse_ratio: 0.34,
+                tasks: users(200.0),
+                a2a_followers: users(20.0),
+                tokens_per_turn: 50,
+                token_rate: 20.0,
+                chaos_rate: 0.2,
                 duration_s: 0.0,
                 ..base.clone()
             },

@@ -33,6 +33,9 @@ pub enum Kind {
     DeviceMismatch,
     /// A resume the gateway refused although the log should hold the events.
     ResumeRefused,
+    /// An A2A follower's artifact chunk missing, repeated or out of order, or no terminal
+    /// update (the tasks scenario).
+    A2aUpdate,
 }
 
 /// Counts violations by kind and keeps a few examples to print.

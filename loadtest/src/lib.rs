@@ -5,6 +5,7 @@
 //!
 //! - [`scenario`]: what to run (defaults, TOML, flags); [`tokens`]: who to run it as;
 //! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume);
+//! - [`tasks`]: long tasks with artifact streams, followed over A2A with chaos resumes;
 //! - [`producer`]: turns, deltas and notifications; [`storm`]: a notification storm against
 //!   preferences; [`checker`]: the promises, checked;
 //! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios;
@@ -26,4 +27,5 @@ pub mod scenario;
 pub mod soak;
 pub mod stats;
 pub mod storm;
+pub mod tasks;
 pub mod tokens;

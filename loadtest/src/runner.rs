@@ -94,8 +94,14 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
     let events_before = Stats::get(&ctx.stats.events);
     let ticker = spawn_ticker(ctx.clone(), bar.clone());
     let mut burst_ms = None;
-    if scenario.burst || scenario.burst_deltas > 0 || scenario.notify_storm > 0 {
-        if scenario.notify_storm > 0 {
+    if scenario.burst
+        || scenario.burst_deltas > 0
+        || scenario.notify_storm > 0
+        || scenario.tasks > 0
+    {
+        if scenario.tasks > 0 {
+            crate::tasks::run(ctx.clone()).await?;
+        } else if scenario.notify_storm > 0 {
             crate::storm::run(ctx.clone()).await?;
         } else if scenario.burst_deltas > 0 {
             producer::burst_turns(ctx.clone()).await?;

@@ -60,6 +60,12 @@ scenario! {
     /// Instead of turns: this many notifications to the first user as fast as the gateway takes
     /// them, over categories and priorities her preferences filter (issue 11's storm).
     notify_storm: u32 = 0,
+    /// Instead of turns: this many long tasks (one per user in turn), each `tokens_per_turn`
+    /// artifact chunks at `token_rate`, then `completed` (issue 12).
+    tasks: u32 = 0,
+    /// Of those tasks, this many are also followed over A2A `SubscribeToTask`, dropped at
+    /// `chaos_rate` and resumed with `Last-Event-ID`.
+    a2a_followers: u32 = 0,
     /// Fraction of endpoints dropping and resuming per second (chaos).
     chaos_rate: f64 = 0.0,
     /// New connections per second while connecting.

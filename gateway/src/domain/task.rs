@@ -78,6 +78,18 @@ impl TaskRec {
         ]
     }
 
+    /// The fields a change rewrites: the artifact bytes, and the status when it changed (a
+    /// chunk touches one field, not the whole record).
+    pub fn changes(&self, status: bool) -> Vec<(&'static str, String)> {
+        let mut f = vec![("bytes", self.bytes.to_string())];
+        if status {
+            f.push(("state", self.state.as_str().to_owned()));
+            f.push(("msg", Value::from(self.message.clone()).to_string()));
+            f.push(("updated", self.updated_ms.to_string()));
+        }
+        f
+    }
+
     /// The task object; `artifacts` as folded from the list blob (`None`: a list's entry).
     pub fn task(&self, task_id: &str, artifacts: Option<Vec<Artifact>>) -> Task {
         Task {
@@ -152,7 +164,7 @@ pub fn plan(
     let mut next = rec.clone();
     let mut append =
         Append::to(&rec.user_id, &record_name(task_id), Expect::Version(rec.version), vec![]);
-    let (mut accepted, mut refused) = (0, None);
+    let (mut accepted, mut refused, mut status) = (0, None, false);
     for item in items {
         if next.state.is_terminal() {
             refused = Some(match by {
@@ -163,7 +175,7 @@ pub fn plan(
         }
         match item {
             TaskItem::Status(StatusItem { state, message }) => {
-                (next.state, next.message) = (state, message);
+                (next.state, next.message, status) = (state, message, true);
                 next.updated_ms = now_ms.max(next.updated_ms);
                 append.events.push(next.status_event(task_id));
             }
@@ -180,7 +192,7 @@ pub fn plan(
         }
         accepted += 1;
     }
-    append.set = next.fields();
+    append.set = next.changes(status);
     append.keep = Keep::For(super::tasks::OPEN_TTL);
     Plan { append, next, accepted, refused }
 }

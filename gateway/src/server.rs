@@ -87,6 +87,7 @@ impl Background {
             every(SWEEP_EVERY, &st, || async {
                 s.backplane.sweep().await;
                 s.turns.sweep().await;
+                s.tasks.sweep();
                 match s.notes.fire_digests().await {
                     Ok(n) => s.metrics.digests.increment(n),
                     Err(e) => tracing::warn!(error = %e, "digest sweep failed; next sweep"),

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use futures_util::StreamExt;
 use store_client::{FinalTask, TaskCursor, TurnStore};
+use tokio::time::Instant;
 use wire::task::{CreateTask, Task, TaskCreated, TaskItem, TaskState};
 
 use super::task::{By, TaskRec, fold, plan, record_name};
@@ -61,7 +63,14 @@ pub struct Tasks {
     sink: Arc<dyn TurnSink>,
     store: Arc<dyn TurnStore>,
     cfg: TasksConfig,
+    /// The last record this node saw of each open task it works on, so a producer's batch
+    /// costs one round trip, not two (a stale one is refused by its version and decided again
+    /// on the record the backend returns).
+    known: DashMap<String, (TaskRec, Instant)>,
 }
+
+/// Known records unused this long are forgotten.
+const KNOWN_FOR: Duration = Duration::from_secs(300);
 
 fn claim_key(task_id: &str) -> String {
     format!("task:{task_id}")
@@ -79,7 +88,7 @@ impl Tasks {
         store: Arc<dyn TurnStore>,
         cfg: TasksConfig,
     ) -> Self {
-        Tasks { log, sink, store, cfg }
+        Tasks { log, sink, store, cfg, known: DashMap::new() }
     }
 
     /// Creates a task and publishes its first `task.status`; the same task again (same user and
@@ -178,14 +187,20 @@ impl Tasks {
         items: Vec<TaskItem>,
         by: By,
     ) -> Result<Applied<TaskError>, TaskError> {
-        let user = match user {
-            Some(u) => u.to_owned(),
-            None => self.owner(task_id).await?,
+        let mut rec = match self.known.get(task_id).map(|k| k.0.clone()) {
+            Some(rec) if user.is_none_or(|u| u == rec.user_id) => rec,
+            _ => {
+                let user = match user {
+                    Some(u) => u.to_owned(),
+                    None => self.owner(task_id).await?,
+                };
+                let read = self.log.read(&user, &record_name(task_id), Blobs::default()).await?;
+                let Some(read) = read else { return Err(self.gone(task_id, by, &user).await) };
+                TaskRec::parse(&read.record)?
+            }
         };
-        let read = self.log.read(&user, &record_name(task_id), Blobs::default()).await?;
-        let Some(read) = read else { return Err(self.gone(task_id, by, &user).await) };
-        let mut rec = TaskRec::parse(&read.record)?;
-        let started = tokio::time::Instant::now();
+        let user = rec.user_id.clone();
+        let started = Instant::now();
         while started.elapsed() < RETRY_FOR {
             let mut p = plan(task_id, &rec, items.clone(), by, self.cfg.max_bytes, now_ms());
             if p.accepted == 0 {
@@ -201,10 +216,18 @@ impl Tasks {
                 p.append.keep = self.sink.ended_keep();
             }
             let status_changed = p.next.updated_ms != rec.updated_ms || ends;
+            let updated_ms = p.next.updated_ms;
             match self.log.append_if(p.append).await? {
-                Outcome::Appended { last, .. } => {
+                Outcome::Appended { last, version, .. } => {
+                    let mut next = p.next;
+                    (next.version, next.last_seq) = (version, last);
+                    if ends {
+                        self.known.remove(task_id);
+                    } else {
+                        self.known.insert(task_id.to_owned(), (next, Instant::now()));
+                    }
                     if status_changed {
-                        self.index(&user, task_id, p.next.updated_ms).await;
+                        self.index(&user, task_id, updated_ms).await;
                     }
                     if ends {
                         self.sink.ended();
@@ -216,7 +239,10 @@ impl Tasks {
                     });
                 }
                 Outcome::Refused(Some(r)) => rec = TaskRec::parse(&r)?,
-                Outcome::Refused(None) => return Err(TaskError::NotFound(task_id.to_owned())),
+                Outcome::Refused(None) => {
+                    self.known.remove(task_id);
+                    return Err(TaskError::NotFound(task_id.to_owned()));
+                }
             }
         }
         Err(Unavailable {
@@ -364,6 +390,11 @@ impl Tasks {
     pub async fn stored_now(&self, user: &str, task_id: &str) -> Result<(), Unavailable> {
         self.log.unwatch(&index(user), task_id).await?;
         self.log.keep(user, &record_name(task_id), Keep::For(self.cfg.retention)).await
+    }
+
+    /// Housekeeping: forgets the known records of tasks not worked on lately.
+    pub fn sweep(&self) {
+        self.known.retain(|_, (_, used)| used.elapsed() < KNOWN_FOR);
     }
 
     pub(super) fn log(&self) -> &Arc<dyn Backplane> {

@@ -16,6 +16,9 @@ CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks (user_id, updated_at_ms DESC, 
 CREATE INDEX IF NOT EXISTS tasks_by_context
     ON tasks (user_id, context_id, updated_at_ms DESC, seq DESC, task_id DESC);
 
+-- Retention sweeps.
+CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (updated_at_ms);
+
 CREATE TABLE IF NOT EXISTS task_artifacts (
     task_id  TEXT NOT NULL,
     position INTEGER NOT NULL,

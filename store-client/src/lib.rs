@@ -74,7 +74,8 @@ pub trait TurnStore: Inbox + PushQueue + Tasks + Send + Sync + 'static {
         at_ms: i64,
     ) -> Result<u64, StoreError>;
 
-    /// Removes turns completed before `cutoff_ms` (Unix ms) with their traces (retention).
+    /// Removes turns completed before `cutoff_ms` (Unix ms) with their traces, and ended
+    /// tasks last changed before it with their artifacts (retention); returns the turns.
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
 
     /// Whether the store answers now (for `/readyz`).

@@ -45,6 +45,8 @@ pub const TOMBSTONE: &str = "INSERT INTO conversation_deletions (conversation_id
 pub const PURGE_TOMBSTONES: &str = "DELETE FROM conversation_deletions WHERE deleted_at_ms < $1";
 pub const PURGE_TRACES: &str = "DELETE FROM turn_traces WHERE turn_id IN (SELECT turn_id FROM turns WHERE completed_at_ms < $1)";
 pub const PURGE: &str = "DELETE FROM turns WHERE completed_at_ms < $1";
+pub const PURGE_TASK_ARTIFACTS: &str = "DELETE FROM task_artifacts WHERE task_id IN (SELECT task_id FROM tasks WHERE updated_at_ms < $1)";
+pub const PURGE_TASKS: &str = "DELETE FROM tasks WHERE updated_at_ms < $1";
 pub const PREFERENCES: &str = "SELECT doc FROM preferences WHERE user_id = $1";
 pub const PUT_PREFERENCES: &str = "INSERT INTO preferences (user_id, doc, updated_at_ms) VALUES ($1, $2, $3) \
      ON CONFLICT (user_id) DO UPDATE SET doc = excluded.doc, updated_at_ms = excluded.updated_at_ms";
@@ -220,6 +222,12 @@ macro_rules! impl_turn_store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                // Ended tasks go with the turns of their age (counted apart: not turns).
+                sqlx::query($crate::sql::PURGE_TASK_ARTIFACTS)
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::PURGE_TASKS).bind(cutoff_ms).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(n)
             }

@@ -61,4 +61,11 @@ pub async fn tasks_are_stored_once_and_paged(s: &dyn TurnStore) {
     let c = s.task_page("tu1", Some("c1"), 1, None).await.unwrap()[0].cursor();
     assert_eq!(ids(s.task_page("tu1", Some("c1"), 10, Some(&c)).await.unwrap()), ["k1"]);
     assert_eq!(ids(s.task_page("tu2", None, 10, None).await.unwrap()), ["k4"]);
+
+    // Retention takes ended tasks older than the cutoff, with their artifacts.
+    s.purge_before(1_500).await.unwrap();
+    assert!(s.task("k1").await.unwrap().is_none());
+    assert_eq!(ids(s.task_page("tu1", None, 10, None).await.unwrap()), ["k3"]);
+    s.put_task(&t).await.unwrap();
+    assert_eq!(s.task("k1").await.unwrap().unwrap().task.artifacts.unwrap().len(), 2);
 }

@@ -53,6 +53,26 @@ fn wait_listening(port: u16) {
     }
 }
 
+/// Whether our `child` answers PING on `port`: false when it exited (the port was taken
+/// between choosing it and binding it, by another test's process) or something else answers.
+fn answers(child: &mut Child, port: u16) -> bool {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 7];
+            let pong = c.write_all(b"PING\r\n").is_ok() && c.read_exact(&mut buf).is_ok();
+            return pong && &buf == b"+PONG\r\n" && child.try_wait().ok().flatten().is_none();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 impl TestRedis {
     /// `REDIS_URL`, else a private server.
     pub fn start() -> TestRedis {
@@ -64,10 +84,17 @@ impl TestRedis {
 
     /// Always a private server (for tests that stop and restart it).
     pub fn private() -> TestRedis {
-        let port = free_port();
-        let child = spawn(port, &[]);
-        wait_listening(port);
-        TestRedis { url: format!("redis://127.0.0.1:{port}/"), port, child: Some(child) }
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = spawn(port, &[]);
+            if answers(&mut child, port) {
+                let url = format!("redis://127.0.0.1:{port}/");
+                return TestRedis { url, port, child: Some(child) };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("no private redis-server could be started on a free port");
     }
 
     /// Kills the server (a private one): everything it held is gone.

@@ -97,6 +97,9 @@ pub struct Shared {
     pub local_endpoints: DashMap<String, (Arc<str>, Arc<wire::EndpointInfo>)>,
     /// Cancelled when the node starts draining: every connection says goodbye.
     pub shutdown: CancellationToken,
+    /// Under `--dev` only: the HS256 secret the demo page's tokens are signed with (and the
+    /// `/demo` routes exist).
+    pub dev_secret: Option<String>,
     /// The A2A binding's settings and its client for the agent.
     pub a2a: crate::a2a::A2a,
     /// WebSocket connection tasks, which hyper does not track once upgraded.
@@ -148,6 +151,7 @@ impl AppState {
             metrics: parts.metrics,
             push: parts.push,
             a2a: crate::a2a::A2a::from_config(cfg),
+            dev_secret: if cfg.dev { cfg.auth_hs256_secret.clone() } else { None },
             local_endpoints: DashMap::new(),
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),

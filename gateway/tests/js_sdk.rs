@@ -1,8 +1,9 @@
 //! The JavaScript SDK (`clients/js`): its types checked by `tsc`, its unit tests (`node --test`,
-//! fake timers) and its integration tests against this gateway binary (a proxy cutting the
+//! fake timers), its integration tests against this gateway binary (a proxy cutting the
 //! connection while 2,000 deltas stream, over WebSocket and SSE; a token expiring mid-stream; a
-//! drain moving the client to a second Redis-mode node). Needs Node 20+ and npm (`.ci/run`
-//! installs them); the SDK's dev dependencies come from `npm ci` on first use.
+//! drain moving the client to a second Redis-mode node), and the browser test (two Chromium
+//! contexts on the `--dev` demo page, one cut mid-turn). Needs Node 20+, npm and Debian's
+//! Chromium (`.ci/run` installs them); the SDK's dev dependencies come from `npm ci` on first use.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,4 +35,5 @@ fn the_js_sdk_passes_its_type_check_unit_and_integration_tests() {
     let out = run(&dir, "node", &["--test", "--test-reporter=spec", "test/"]);
     println!("{out}");
     assert!(out.contains("cuts survived"), "{out}");
+    assert!(out.contains("screenshot at"), "{out}");
 }

@@ -25,8 +25,8 @@ export function token(sub, { scope, lifeS = 3600 } = {}) {
 export const producer = () => token("orchestrator", { scope: "gateway.publish" });
 
 /** Starts a gateway; resolves with `{url, child, stop()}` once it listens. */
-export function startGateway(env = {}) {
-  const child = spawn(BIN, [], {
+export function startGateway(env = {}, args = []) {
+  const child = spawn(BIN, args, {
     env: {
       PATH: process.env.PATH,
       GATEWAY_LISTEN: "127.0.0.1:0",
@@ -39,6 +39,8 @@ export function startGateway(env = {}) {
   });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
+    // Keep reading: --dev prints its tokens after the first line, and a full pipe would block.
+    lines.on("line", () => {});
     lines.once("line", (l) => {
       const m = /^listening on (http:\/\/\S+)/.exec(l);
       if (!m) return reject(new Error(`gateway said ${l}`));

@@ -2,6 +2,7 @@
 //! operations.
 
 mod admin;
+mod demo;
 mod extract;
 mod history;
 mod inbox;
@@ -56,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/outbox/set-aside/retry", post(admin::retry_set_aside))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&state.origins));
+    let v1 = match state.dev_secret.is_some() {
+        true => v1.merge(demo::routes()),
+        false => v1,
+    };
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -88,6 +88,7 @@ impl Background {
                 s.backplane.sweep().await;
                 s.turns.sweep().await;
                 s.tasks.sweep();
+                s.metrics.upkeep();
                 match s.notes.fire_digests().await {
                     Ok(n) => s.metrics.digests.increment(n),
                     Err(e) => tracing::warn!(error = %e, "digest sweep failed; next sweep"),

@@ -102,6 +102,7 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let store = store(cfg).await?;
     let outbox = Arc::new(link.outbox());
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));
+    observe_writes(&persister, &metrics);
     let presence = RedisPresence::with_connection(
         link.conns.commands.clone(),
         &cfg.redis_prefix,
@@ -117,7 +118,7 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let backplane: Arc<dyn Backplane> = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
     let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister: persister.clone() });
     let push = push(cfg, &store, &metrics);
-    let d = domain(cfg, &backplane, sink, &store, presence.clone(), push.clone());
+    let d = domain(cfg, &backplane, sink, &store, presence.clone(), push.clone(), &metrics);
     outbox.serve(Arc::new(Finishers { turns: d.turns.clone(), tasks: d.tasks.clone() }));
     let Domain { turns, notes, tasks } = d;
     Ok(Parts { hub, backplane, turns, notes, tasks, presence, store, persister, metrics, push })
@@ -130,6 +131,7 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
     let store = store(cfg).await?;
     let outbox = Arc::new(EmbeddedOutbox::open(&cfg.data_dir).await.map_err(SetupError::DataDir)?);
     let persister = Arc::new(Persister::new(outbox.clone(), store.clone(), retry_policy(cfg)));
+    observe_writes(&persister, &metrics);
     let backplane: Arc<dyn Backplane> = Arc::new(MemoryBackplane::new(hub.clone()));
     let sink = Arc::new(EmbeddedSink {
         outbox,
@@ -139,10 +141,16 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
     let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
     let push = push(cfg, &store, &metrics);
     let Domain { turns, notes, tasks } =
-        domain(cfg, &backplane, sink, &store, presence.clone(), push.clone());
+        domain(cfg, &backplane, sink, &store, presence.clone(), push.clone(), &metrics);
     turns.recover().await.map_err(SetupError::Recover)?;
     tasks.recover().await.map_err(SetupError::Recover)?;
     Ok(Parts { hub, backplane, turns, notes, tasks, presence, store, persister, metrics, push })
+}
+
+/// Store write latencies go to `gateway_store_write_seconds`.
+fn observe_writes(persister: &Persister, metrics: &Arc<Metrics>) {
+    let h = metrics.store_write.clone();
+    persister.observe_writes(move |d| h.record(d.as_secs_f64()));
 }
 
 /// The domain services of a mode.
@@ -160,8 +168,9 @@ fn domain(
     store: &Arc<dyn TurnStore>,
     presence: Arc<dyn presence::PresenceRegistry>,
     push: Option<Arc<PushSender>>,
+    metrics: &Arc<Metrics>,
 ) -> Domain {
-    let turns = Turns::new(
+    let mut turns = Turns::new(
         backplane.clone(),
         sink.clone(),
         TurnsConfig {
@@ -170,6 +179,7 @@ fn domain(
             turn_retention: Duration::from_millis(cfg.turn_retention_ms),
         },
     );
+    turns.observe_first_delta(metrics.first_delta.clone());
     let notify = NotifyConfig {
         dedup_window: Duration::from_millis(cfg.dedup_window_ms),
         budget: cfg.notify_budget_per_hour as u32,

@@ -82,11 +82,25 @@ pub struct Persister {
     /// Woken when a turn was just enqueued, so it is stored without waiting for the poll.
     wake: Notify,
     pub counters: PersistCounters,
+    /// Told how long each store write took (for a latency histogram).
+    observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
 }
 
 impl Persister {
     pub fn new(outbox: Arc<dyn Outbox>, store: Arc<dyn TurnStore>, policy: RetryPolicy) -> Self {
-        Persister { outbox, store, policy, wake: Notify::new(), counters: Default::default() }
+        Persister {
+            outbox,
+            store,
+            policy,
+            wake: Notify::new(),
+            counters: Default::default(),
+            observer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Calls `f` with the duration of every store write from now on (set once).
+    pub fn observe_writes(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(f));
     }
 
     pub fn outbox(&self) -> &Arc<dyn Outbox> {
@@ -159,6 +173,7 @@ impl Persister {
                 Final::Task(t) => self.store.put_task(t).await,
             }
         };
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.policy.put_timeout, put).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -166,6 +181,9 @@ impl Persister {
                 self.policy.put_timeout
             ))),
         };
+        if let Some(f) = self.observer.get() {
+            f(started.elapsed());
+        }
         let c = &self.counters;
         let outcome = match result {
             Ok(done) => {

@@ -29,6 +29,21 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::transport;
 
+/// Observes each matched request's duration (to its response head) by route template and
+/// status class: `gateway_http_request_duration_seconds`.
+async fn timed(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let route = route.as_deref().unwrap_or("other");
+    state.metrics.http_request(route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
 /// The gateway's router; `main` and tests serve it on any listener.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
@@ -67,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/.well-known/agent-card.json", get(crate::a2a::card::handler))
         .merge(v1)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Answers are per user (errors included): never cached by a browser or a proxy, never

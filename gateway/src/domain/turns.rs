@@ -49,6 +49,8 @@ pub struct Turns {
     sink: Arc<dyn TurnSink>,
     cfg: TurnsConfig,
     local: DashMap<String, Arc<Mutex<Local>>>,
+    /// Where the time from a turn's start to its first delta is observed.
+    first_delta: Option<metrics::Histogram>,
 }
 
 /// What this node knows of a turn.
@@ -66,7 +68,12 @@ fn index_key(turn_id: &str) -> String {
 
 impl Turns {
     pub fn new(log: Arc<dyn Backplane>, sink: Arc<dyn TurnSink>, cfg: TurnsConfig) -> Self {
-        Turns { log, sink, cfg, local: DashMap::new() }
+        Turns { log, sink, cfg, local: DashMap::new(), first_delta: None }
+    }
+
+    /// Observes the time from each turn's start to its first delta in `h`.
+    pub fn observe_first_delta(&mut self, h: metrics::Histogram) {
+        self.first_delta = Some(h);
     }
 
     fn local(&self, turn_id: &str) -> Arc<Mutex<Local>> {
@@ -230,6 +237,12 @@ impl Turns {
             Outcome::Appended { last, version, .. } => {
                 let mut next = p.next;
                 next.version = version;
+                if rec.next_index == 0
+                    && next.next_index > 0
+                    && let Some(h) = &self.first_delta
+                {
+                    h.record((now_ms() - rec.created_ms).max(0) as f64 / 1000.0);
+                }
                 if next.status != TurnStatus::Streaming {
                     self.sink.ended();
                 }

@@ -45,6 +45,9 @@ impl Session {
             None => None,
         };
         let att = state.backplane.attach(reservation, resume).await?;
+        if resume.is_some() && att.resumed {
+            state.metrics.resume_replay.record(att.replay.len() as f64);
+        }
         let info = Arc::new(EndpointInfo {
             conn_id: ids::fresh("c"),
             device_id: params.device_id.clone(),

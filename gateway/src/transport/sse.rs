@@ -141,6 +141,8 @@ impl SseStream {
                     buf.put_slice(ev.sse_frame());
                 }
                 metrics.events_delivered.increment(batch.len() as u64);
+                // Handed to hyper, which writes as the client reads: the latency to the body.
+                metrics.delivered(Transport::Sse, batch.iter().map(|e| &e.at));
                 Some(buf.freeze())
             }
             _ = self.heartbeat.tick() => Some(Bytes::from_static(wire::sse::PING.as_bytes())),

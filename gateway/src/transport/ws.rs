@@ -219,7 +219,7 @@ async fn deliver(
         }
     };
     let n = batch.len() as u64;
-    write_batch(socket, &feed.outbox, batch).await?;
+    write_batch(socket, &feed.outbox, batch, &session.state.metrics).await?;
     Ok(n)
 }
 
@@ -236,18 +236,21 @@ async fn write_batch(
     socket: &mut WebSocket,
     outbox: &Outbox,
     batch: VecDeque<Arc<Entry>>,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), End> {
     let write = async {
-        for ev in batch {
+        for ev in &batch {
             socket.feed(Message::Text(ev.json.clone())).await?;
         }
         socket.flush().await
     };
     tokio::select! {
         biased;
-        code = outbox.closed() => Err(close_code(code)),
-        r = write => r.map_err(|_| End::Gone),
+        code = outbox.closed() => return Err(close_code(code)),
+        r = write => r.map_err(|_| End::Gone)?,
     }
+    metrics.delivered(wire::Transport::Ws, batch.iter().map(|e| &e.at));
+    Ok(())
 }
 
 /// What the loop does after a client frame was answered.

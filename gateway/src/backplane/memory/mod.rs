@@ -53,10 +53,11 @@ impl Backplane for MemoryBackplane {
     }
 
     async fn append_if(&self, a: Append) -> Result<Outcome, Unavailable> {
+        let started = std::time::Instant::now();
         let slot = self.user(&a.user);
         let user = a.user.clone();
         let mut records = slot.lock();
-        Ok(records.apply(a, |events: Vec<Event>| {
+        let outcome = records.apply(a, |events: Vec<Event>| {
             let (mut first, mut last) = (0, 0);
             for e in events {
                 last = self.hub.append(&user, e.kind, &e.json).seq;
@@ -65,7 +66,10 @@ impl Backplane for MemoryBackplane {
                 }
             }
             (first, last)
-        }))
+        });
+        drop(records);
+        self.hub.metrics().append.record(started.elapsed().as_secs_f64());
+        Ok(outcome)
     }
 
     async fn read(

@@ -187,6 +187,7 @@ impl Backplane for RedisBackplane {
     }
 
     async fn append_if(&self, a: Append) -> Result<Outcome, Unavailable> {
+        let started = std::time::Instant::now();
         let r = self.keys.record(&a.user, &a.record);
         let mut inv = self.prelude(&self.scripts.append_if, &a.user);
         let expect = match a.expect {
@@ -210,6 +211,7 @@ impl Backplane for RedisBackplane {
         let raw: redis::Value =
             inv.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
         let outcome = read::outcome(raw).map_err(corrupt)?;
+        self.hub.metrics().append.record(started.elapsed().as_secs_f64());
         if let Outcome::Appended { first, last, .. } = outcome
             && last > 0
         {

@@ -1,8 +1,16 @@
 //! The gateway's metrics: one Prometheus registry created at start-up and handed down, with
-//! every handle registered once so the hot path only touches an atomic.
+//! every handle registered once (so every series exists, at zero, before anything happens) and
+//! the hot path only touching an atomic. Latencies are real Prometheus histograms in seconds,
+//! buckets from 100 µs to 10 s, every event observed.
+//!
+//! - [`help`]: the `# HELP` of every metric.
 
-use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+mod help;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use store_client::{OutboxStats, PersistCounters};
 use wire::Transport;
 
@@ -48,7 +56,48 @@ pub struct Metrics {
     turns_already_stored: Counter,
     turns_discarded: Counter,
     store_retries: Counter,
+    delivery_ws: Histogram,
+    delivery_sse: Histogram,
+    pub first_delta: Histogram,
+    pub resume_replay: Histogram,
+    pub append: Histogram,
+    pub store_write: Histogram,
+    /// Request durations by (route, status class): routes are the router's templates, so the
+    /// series are bounded.
+    http: dashmap::DashMap<(String, u16), Histogram>,
 }
+
+/// Latency buckets, seconds: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Replay sizes, events.
+const REPLAY_BUCKETS: [f64; 8] = [0.0, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+/// The histograms registered at start-up: name, labels, buckets.
+const STATIC_HISTOGRAMS: [(&str, &str, &[f64]); 6] = [
+    ("gateway_delivery_latency_seconds", "transport=\"ws\"", &LATENCY_BUCKETS),
+    ("gateway_delivery_latency_seconds", "transport=\"sse\"", &LATENCY_BUCKETS),
+    ("gateway_turn_first_delta_seconds", "", &LATENCY_BUCKETS),
+    ("gateway_resume_replay_events", "", &REPLAY_BUCKETS),
+    ("gateway_backplane_append_seconds", "", &LATENCY_BUCKETS),
+    ("gateway_store_write_seconds", "", &LATENCY_BUCKETS),
+];
+
+/// Appends a histogram with no observation to the exposition.
+fn zero_histogram(text: &mut String, name: &str, labels: &str, buckets: &[f64]) {
+    use std::fmt::Write;
+    let sep = if labels.is_empty() { "" } else { "," };
+    for le in buckets.iter().map(|b| b.to_string()).chain(["+Inf".to_owned()]) {
+        let _ = writeln!(text, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} 0");
+    }
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(text, "{name}_sum{braces} 0");
+    let _ = writeln!(text, "{name}_count{braces} 0");
+}
+
+/// Status classes a request duration is labelled with.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 const META: Metadata<'static> = Metadata::new("gateway", Level::INFO, None);
 
@@ -58,8 +107,29 @@ pub const MAX_CATEGORIES: usize = 64;
 
 impl Metrics {
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("gateway_resume_replay_events".into()),
+                    &REPLAY_BUCKETS,
+                )
+            })
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
+        for (name, kind, text) in help::HELP {
+            let (name, text) = (metrics::KeyName::from(*name), metrics::SharedString::from(*text));
+            match kind {
+                'c' => recorder.describe_counter(name, None, text),
+                'g' => recorder.describe_gauge(name, None, text),
+                _ => recorder.describe_histogram(name, None, text),
+            }
+        }
+        let histogram = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+            let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
+            recorder.register_histogram(&Key::from_parts(name, labels), &META)
+        };
         let counter = |name: &'static str, labels: &[(&'static str, &'static str)]| {
             let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
             recorder.register_counter(&Key::from_parts(name, labels), &META)
@@ -111,6 +181,13 @@ impl Metrics {
             ),
             turns_discarded: counter("gateway_turns_persisted_total", &[("result", "discarded")]),
             store_retries: counter("gateway_store_retries_total", &[]),
+            delivery_ws: histogram("gateway_delivery_latency_seconds", &[("transport", "ws")]),
+            delivery_sse: histogram("gateway_delivery_latency_seconds", &[("transport", "sse")]),
+            first_delta: histogram("gateway_turn_first_delta_seconds", &[]),
+            resume_replay: histogram("gateway_resume_replay_events", &[]),
+            append: histogram("gateway_backplane_append_seconds", &[]),
+            store_write: histogram("gateway_store_write_seconds", &[]),
+            http: dashmap::DashMap::new(),
             recorder,
             handle,
             process,
@@ -125,7 +202,42 @@ impl Metrics {
         m
     }
 
-    /// The outbox's depth, the age of its oldest entry and what was set aside.
+    /// Observes the delivery latency of events appended at `ats`, written now.
+    pub fn delivered<'a>(&self, t: Transport, ats: impl Iterator<Item = &'a tokio::time::Instant>) {
+        let h = match t {
+            Transport::Ws => &self.delivery_ws,
+            Transport::Sse => &self.delivery_sse,
+        };
+        let now = tokio::time::Instant::now();
+        for at in ats {
+            h.record(now.saturating_duration_since(*at).as_secs_f64());
+        }
+    }
+
+    /// Observes one HTTP request: its route template and status.
+    pub fn http_request(&self, route: &str, status: u16, secs: f64) {
+        let class = (status / 100).clamp(1, 5);
+        if let Some(h) = self.http.get(&(route.to_owned(), class)) {
+            return h.record(secs);
+        }
+        let labels = vec![
+            Label::new("route", route.to_owned()),
+            Label::new("status_class", CLASSES[class as usize - 1]),
+        ];
+        let key = Key::from_parts("gateway_http_request_duration_seconds", labels);
+        let h = self
+            .http
+            .entry((route.to_owned(), class))
+            .or_insert_with(|| self.recorder.register_histogram(&key, &META));
+        h.record(secs);
+    }
+
+    /// Folds the histograms' recent samples into their buckets (bounded memory between
+    /// scrapes); called by the housekeeping loop.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// Counts a notification of `category` (bounded, see [`MAX_CATEGORIES`]).
     pub fn category(&self, category: &str) {
         if let Some(c) = self.categories.get(category) {
@@ -143,6 +255,7 @@ impl Metrics {
         c.increment(1);
     }
 
+    /// The outbox's depth, the age of its oldest entry and what was set aside.
     pub fn outbox(&self, stats: &OutboxStats, now_ms: i64) {
         self.outbox_depth.set(stats.depth as f64);
         let age = stats.oldest_enqueued_ms.map_or(0, |t| (now_ms - t).max(0));
@@ -178,10 +291,22 @@ impl Metrics {
         if hit { &self.resume_hits } else { &self.resume_misses }.increment(1);
     }
 
-    /// The Prometheus text exposition, process metrics (RSS, CPU seconds) included.
+    /// The Prometheus text exposition, process metrics (RSS, CPU seconds) included. A
+    /// histogram nothing was observed in yet is printed at zero (the exporter leaves it out), so
+    /// a dashboard panel never points at a series that does not exist.
     pub fn render(&self) -> String {
         metrics::with_local_recorder(&self.recorder, || self.process.collect());
-        self.handle.render()
+        let mut text = self.handle.render();
+        for (name, labels, buckets) in STATIC_HISTOGRAMS {
+            let count = match labels.is_empty() {
+                true => format!("{name}_count "),
+                false => format!("{name}_count{{{labels}}} "),
+            };
+            if !text.contains(&count) {
+                zero_histogram(&mut text, name, labels, buckets);
+            }
+        }
+        text
     }
 }
 

@@ -89,6 +89,11 @@ impl Background {
                 s.turns.sweep().await;
                 s.tasks.sweep();
                 s.metrics.upkeep();
+                s.metrics.backplane_up.set(if s.backplane.ready().await.is_ok() {
+                    1.0
+                } else {
+                    0.0
+                });
                 match s.notes.fire_digests().await {
                     Ok(n) => s.metrics.digests.increment(n),
                     Err(e) => tracing::warn!(error = %e, "digest sweep failed; next sweep"),

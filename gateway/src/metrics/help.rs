@@ -45,6 +45,11 @@ pub const HELP: &[(&str, char, &str)] = &[
     ("gateway_push_total", 'c', "Push webhook calls by result (queued, sent, failed, retracted)"),
     ("gateway_push_pending", 'g', "Push calls waiting in the push outbox"),
     ("gateway_log_bytes", 'g', "Bytes held by the user logs (or log caches) of this node"),
+    (
+        "gateway_backplane_up",
+        'g',
+        "1 when the backplane (Redis in Redis mode) answered the last readiness check, else 0",
+    ),
     ("gateway_connections_open", 'g', "Open TCP connections, against GATEWAY_MAX_CONNECTIONS"),
     ("gateway_outbox_depth", 'g', "Finished turns and tasks waiting to be stored"),
     ("gateway_outbox_oldest_age_seconds", 'g', "Age of the oldest outbox entry (0: empty)"),

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub log_bytes: Gauge,
     /// Open TCP connections, against `GATEWAY_MAX_CONNECTIONS` (read when scraped).
     pub connections_open: Gauge,
+    /// Whether the backplane answered the housekeeping loop's last readiness check.
+    pub backplane_up: Gauge,
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge,
     outbox_set_aside: Gauge,
@@ -84,16 +86,38 @@ const STATIC_HISTOGRAMS: [(&str, &str, &[f64]); 6] = [
     ("gateway_store_write_seconds", "", &LATENCY_BUCKETS),
 ];
 
-/// Appends a histogram with no observation to the exposition.
+/// The routes whose request durations exist from start-up (the rest appear when first used).
+const TIMED_ROUTES: [&str; 8] = [
+    "/v1/turns",
+    "/v1/turns/{turn_id}/events",
+    "/v1/notifications",
+    "/v1/tasks",
+    "/v1/tasks/{task_id}/events",
+    "/v1/conversations/{conversation_id}/turns",
+    "/a2a",
+    "/readyz",
+];
+
+/// Adds a histogram with no observation to the exposition, beside its family's `# TYPE` line
+/// (a family's samples stay together, as the text format wants).
 fn zero_histogram(text: &mut String, name: &str, labels: &str, buckets: &[f64]) {
     use std::fmt::Write;
     let sep = if labels.is_empty() { "" } else { "," };
+    let mut lines = String::new();
     for le in buckets.iter().map(|b| b.to_string()).chain(["+Inf".to_owned()]) {
-        let _ = writeln!(text, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} 0");
+        let _ = writeln!(lines, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} 0");
     }
     let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-    let _ = writeln!(text, "{name}_sum{braces} 0");
-    let _ = writeln!(text, "{name}_count{braces} 0");
+    let _ = writeln!(lines, "{name}_sum{braces} 0");
+    let _ = writeln!(lines, "{name}_count{braces} 0");
+    let family = format!("# TYPE {name} histogram\n");
+    match text.find(&family) {
+        Some(at) => text.insert_str(at + family.len(), &lines),
+        None => {
+            let help = help::HELP.iter().find(|h| h.0 == name).map_or("", |h| h.2);
+            let _ = write!(text, "# HELP {name} {help}\n{family}{lines}");
+        }
+    }
 }
 
 /// Status classes a request duration is labelled with.
@@ -171,6 +195,7 @@ impl Metrics {
                 .map(|d| counter("gateway_notification_dispositions_total", &[("disposition", d)])),
             log_bytes: plain_gauge("gateway_log_bytes"),
             connections_open: plain_gauge("gateway_connections_open"),
+            backplane_up: plain_gauge("gateway_backplane_up"),
             outbox_depth: plain_gauge("gateway_outbox_depth"),
             outbox_oldest_age: plain_gauge("gateway_outbox_oldest_age_seconds"),
             outbox_set_aside: plain_gauge("gateway_outbox_set_aside"),
@@ -197,6 +222,7 @@ impl Metrics {
         m.endpoints_sse.increment(0.0);
         m.log_bytes.set(0.0);
         m.connections_open.set(0.0);
+        m.backplane_up.set(1.0);
         m.outbox(&OutboxStats::default(), 0);
         m.persistence(&PersistCounters::default());
         m
@@ -304,6 +330,15 @@ impl Metrics {
             };
             if !text.contains(&count) {
                 zero_histogram(&mut text, name, labels, buckets);
+            }
+        }
+        for route in TIMED_ROUTES {
+            for class in ["2xx", "4xx", "5xx"] {
+                let labels = format!("route=\"{route}\",status_class=\"{class}\"");
+                let name = "gateway_http_request_duration_seconds";
+                if !text.contains(&format!("{name}_count{{{labels}}} ")) {
+                    zero_histogram(&mut text, name, &labels, &LATENCY_BUCKETS);
+                }
             }
         }
         text

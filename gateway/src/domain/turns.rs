@@ -50,7 +50,7 @@ pub struct Turns {
     cfg: TurnsConfig,
     local: DashMap<String, Arc<Mutex<Local>>>,
     /// Where the time from a turn's start to its first delta is observed.
-    first_delta: Option<metrics::Histogram>,
+    first_delta: Option<Arc<crate::metrics::Buckets>>,
 }
 
 /// What this node knows of a turn.
@@ -72,7 +72,7 @@ impl Turns {
     }
 
     /// Observes the time from each turn's start to its first delta in `h`.
-    pub fn observe_first_delta(&mut self, h: metrics::Histogram) {
+    pub fn observe_first_delta(&mut self, h: Arc<crate::metrics::Buckets>) {
         self.first_delta = Some(h);
     }
 

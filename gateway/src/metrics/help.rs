@@ -1,7 +1,8 @@
 //! The `# HELP` line of every metric the gateway exports: a dashboard reader learns what a
 //! series means from `/metrics` itself.
 
-/// (name, kind, help). Kinds: `c` counter, `g` gauge, `h` histogram.
+/// (name, kind, help). Kinds: `c` counter, `g` gauge, `h` our fixed-bucket histogram, `x` the
+/// exporter's histogram.
 pub const HELP: &[(&str, char, &str)] = &[
     ("gateway_endpoints", 'g', "Live client endpoints on this node, by transport (ws, sse)"),
     ("gateway_events_published_total", 'c', "Log events appended by this node"),

@@ -5,7 +5,12 @@
 //!
 //! - [`help`]: the `# HELP` of every metric.
 
+mod buckets;
 mod help;
+
+pub use buckets::Buckets;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
@@ -58,12 +63,12 @@ pub struct Metrics {
     turns_already_stored: Counter,
     turns_discarded: Counter,
     store_retries: Counter,
-    delivery_ws: Histogram,
-    delivery_sse: Histogram,
-    pub first_delta: Histogram,
-    pub resume_replay: Histogram,
-    pub append: Histogram,
-    pub store_write: Histogram,
+    delivery_ws: Buckets,
+    delivery_sse: Buckets,
+    pub first_delta: Arc<Buckets>,
+    pub resume_replay: Buckets,
+    pub append: Buckets,
+    pub store_write: Arc<Buckets>,
     /// Request durations by (route, status class): routes are the router's templates, so the
     /// series are bounded.
     http: dashmap::DashMap<(String, u16), Histogram>,
@@ -76,16 +81,6 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
 ];
 /// Replay sizes, events.
 const REPLAY_BUCKETS: [f64; 8] = [0.0, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
-/// The histograms registered at start-up: name, labels, buckets.
-const STATIC_HISTOGRAMS: [(&str, &str, &[f64]); 6] = [
-    ("gateway_delivery_latency_seconds", "transport=\"ws\"", &LATENCY_BUCKETS),
-    ("gateway_delivery_latency_seconds", "transport=\"sse\"", &LATENCY_BUCKETS),
-    ("gateway_turn_first_delta_seconds", "", &LATENCY_BUCKETS),
-    ("gateway_resume_replay_events", "", &REPLAY_BUCKETS),
-    ("gateway_backplane_append_seconds", "", &LATENCY_BUCKETS),
-    ("gateway_store_write_seconds", "", &LATENCY_BUCKETS),
-];
-
 /// The routes whose request durations exist from start-up (the rest appear when first used).
 const TIMED_ROUTES: [&str; 8] = [
     "/v1/turns",
@@ -101,7 +96,6 @@ const TIMED_ROUTES: [&str; 8] = [
 /// Adds a histogram with no observation to the exposition, beside its family's `# TYPE` line
 /// (a family's samples stay together, as the text format wants).
 fn zero_histogram(text: &mut String, name: &str, labels: &str, buckets: &[f64]) {
-    use std::fmt::Write;
     let sep = if labels.is_empty() { "" } else { "," };
     let mut lines = String::new();
     for le in buckets.iter().map(|b| b.to_string()).chain(["+Inf".to_owned()]) {
@@ -147,13 +141,10 @@ impl Metrics {
             match kind {
                 'c' => recorder.describe_counter(name, None, text),
                 'g' => recorder.describe_gauge(name, None, text),
-                _ => recorder.describe_histogram(name, None, text),
+                'x' => recorder.describe_histogram(name, None, text),
+                _ => {} // our own histograms: rendered with their HELP in `render`
             }
         }
-        let histogram = |name: &'static str, labels: &[(&'static str, &'static str)]| {
-            let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
-            recorder.register_histogram(&Key::from_parts(name, labels), &META)
-        };
         let counter = |name: &'static str, labels: &[(&'static str, &'static str)]| {
             let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
             recorder.register_counter(&Key::from_parts(name, labels), &META)
@@ -206,12 +197,12 @@ impl Metrics {
             ),
             turns_discarded: counter("gateway_turns_persisted_total", &[("result", "discarded")]),
             store_retries: counter("gateway_store_retries_total", &[]),
-            delivery_ws: histogram("gateway_delivery_latency_seconds", &[("transport", "ws")]),
-            delivery_sse: histogram("gateway_delivery_latency_seconds", &[("transport", "sse")]),
-            first_delta: histogram("gateway_turn_first_delta_seconds", &[]),
-            resume_replay: histogram("gateway_resume_replay_events", &[]),
-            append: histogram("gateway_backplane_append_seconds", &[]),
-            store_write: histogram("gateway_store_write_seconds", &[]),
+            delivery_ws: Buckets::new(&LATENCY_BUCKETS),
+            delivery_sse: Buckets::new(&LATENCY_BUCKETS),
+            first_delta: Arc::new(Buckets::new(&LATENCY_BUCKETS)),
+            resume_replay: Buckets::new(&REPLAY_BUCKETS),
+            append: Buckets::new(&LATENCY_BUCKETS),
+            store_write: Arc::new(Buckets::new(&LATENCY_BUCKETS)),
             http: dashmap::DashMap::new(),
             recorder,
             handle,
@@ -323,14 +314,22 @@ impl Metrics {
     pub fn render(&self) -> String {
         metrics::with_local_recorder(&self.recorder, || self.process.collect());
         let mut text = self.handle.render();
-        for (name, labels, buckets) in STATIC_HISTOGRAMS {
-            let count = match labels.is_empty() {
-                true => format!("{name}_count "),
-                false => format!("{name}_count{{{labels}}} "),
-            };
-            if !text.contains(&count) {
-                zero_histogram(&mut text, name, labels, buckets);
+        let ours: [(&str, &str, &Buckets); 6] = [
+            ("gateway_delivery_latency_seconds", "transport=\"ws\"", &self.delivery_ws),
+            ("gateway_delivery_latency_seconds", "transport=\"sse\"", &self.delivery_sse),
+            ("gateway_turn_first_delta_seconds", "", &self.first_delta),
+            ("gateway_resume_replay_events", "", &self.resume_replay),
+            ("gateway_backplane_append_seconds", "", &self.append),
+            ("gateway_store_write_seconds", "", &self.store_write),
+        ];
+        let mut last = "";
+        for (name, labels, h) in ours {
+            if name != last {
+                let help = help::HELP.iter().find(|e| e.0 == name).map_or("", |e| e.2);
+                let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} histogram");
+                last = name;
             }
+            h.render(&mut text, name, labels);
         }
         for route in TIMED_ROUTES {
             for class in ["2xx", "4xx", "5xx"] {

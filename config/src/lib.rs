@@ -6,10 +6,12 @@
 //! setting. The binary exits 64 (`EX_USAGE`) on any of them.
 
 mod error;
+mod genconfig;
 mod parse;
 mod settings;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use genconfig::genconfig;
 pub use settings::{Config, KeyAlgorithm, LogFormat, OriginPolicy, SETTINGS};
 
 /// The exit code for bad configuration (`EX_USAGE` from sysexits.h).

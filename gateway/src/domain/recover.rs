@@ -86,6 +86,10 @@ impl super::Tasks {
         task.artifacts = Some(Vec::new());
         let copy = store_client::FinalTask { task: task.clone(), updated_at_ms: now, seq: 0 };
         self.sink().finishing_task(&task.user_id, &task.task_id, Some(copy)).await?;
+        // Its owner is known again at once (the claim died with the process).
+        let owner = format!("{}\n{}", task.user_id, task.context_id);
+        let key = super::tasks::claim_key(&task.task_id);
+        self.log().claim(&key, &owner, super::tasks::CLAIM_TTL).await?;
         let event = EventBody::TaskStatus {
             task_id: task.task_id.clone(),
             context_id: task.context_id.clone(),

@@ -25,7 +25,7 @@ use crate::backplane::{Append, Backplane, Blobs, Expect, Keep, Outcome, Unavaila
 /// not forever: an abandoned one goes).
 pub const OPEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long a task id → owner claim lives (past it, the store knows the owner).
-const CLAIM_TTL: Duration = OPEN_TTL;
+pub(super) const CLAIM_TTL: Duration = OPEN_TTL;
 /// How long a change is decided again after the record moved under it.
 const RETRY_FOR: Duration = Duration::from_secs(5);
 /// Index entries read at once by the hub.
@@ -72,7 +72,7 @@ pub struct Tasks {
 /// Known records unused this long are forgotten.
 const KNOWN_FOR: Duration = Duration::from_secs(300);
 
-fn claim_key(task_id: &str) -> String {
+pub(super) fn claim_key(task_id: &str) -> String {
     format!("task:{task_id}")
 }
 

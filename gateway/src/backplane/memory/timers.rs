@@ -38,6 +38,27 @@ impl Timers {
             && let Some(at) = s.at.remove(member)
         {
             s.by_time.remove(&(at, member.to_owned()));
+            // Per-user sets (a user's open tasks) come and go: an empty one is dropped.
+            if s.at.is_empty() {
+                self.sets.remove(set);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_soonest_first_and_an_emptied_set_is_dropped() {
+        let mut t = Timers::default();
+        t.watch("tasks:u", "b", 20);
+        t.watch("tasks:u", "a", 10);
+        t.watch("tasks:u", "b", 5);
+        assert_eq!(t.due("tasks:u", 15, 10), ["b", "a"]);
+        t.unwatch("tasks:u", "a");
+        t.unwatch("tasks:u", "b");
+        assert!(t.sets.is_empty(), "no empty set kept per user");
     }
 }

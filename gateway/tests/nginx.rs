@@ -43,7 +43,7 @@ fn nginx(nodes: [&str; 2], port: u16) -> Nginx {
         d = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), main).unwrap();
-    let child = Command::new("nginx")
+    let mut child = Command::new("nginx")
         .args([
             "-p",
             dir.to_str().unwrap(),
@@ -61,6 +61,8 @@ fn nginx(nodes: [&str; 2], port: u16) -> Nginx {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "nginx did not listen: {}",
         std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()

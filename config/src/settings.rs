@@ -176,6 +176,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ),
     ("a2a_name", "Assistant gateway", "the Agent Card's name"),
     (
+        "metrics_top_tenants",
+        "20",
+        "tenants (JWT tid) with a metrics label of their own, by volume; the rest are other",
+    ),
+    (
         "a2a_description",
         "Follows a user's tasks and assistant turns",
         "the Agent Card's description",
@@ -292,6 +297,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub a2a_agent_url: Option<String>,
     pub a2a_name: String,
+    pub metrics_top_tenants: u64,
     pub a2a_description: String,
     /// A JSON array of A2A AgentSkill objects.
     pub a2a_skills: String,
@@ -363,6 +369,7 @@ impl Default for Config {
             public_url: None,
             a2a_agent_url: None,
             a2a_name: "Assistant gateway".into(),
+            metrics_top_tenants: 20,
             a2a_description: "Follows a user's tasks and assistant turns".into(),
             a2a_skills: DEFAULT_SKILLS.into(),
             drain_timeout_ms: 10_000,
@@ -639,6 +646,7 @@ impl Config {
                 self.a2a_agent_url = Some(parse::url_with_schemes(v, &["http", "https"])?)
             }
             "a2a_name" => self.a2a_name = parse::text(v, 200)?,
+            "metrics_top_tenants" => self.metrics_top_tenants = parse::int(v, 1, 1_000)?,
             "a2a_description" => self.a2a_description = parse::text(v, 2_000)?,
             "a2a_skills" => {
                 let skills: serde_json::Value =

@@ -96,6 +96,7 @@ fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
 /// Redis mode: logs, turns, dedup keys, presence and the outbox in Redis, shared by every node.
 pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let metrics = Arc::new(Metrics::new());
+    metrics.tenants.set_top(cfg.metrics_top_tenants as usize);
     let hub = hub(cfg, NODE_CACHE_EVENTS.min(cfg.log_retention as usize), &metrics);
     let link =
         RedisLink::connect(url, &cfg.redis_prefix, hub.clone()).await.map_err(SetupError::Redis)?;
@@ -127,6 +128,7 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
 /// Embedded mode: one process holds every log, turn and presence entry.
 pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
     let metrics = Arc::new(Metrics::new());
+    metrics.tenants.set_top(cfg.metrics_top_tenants as usize);
     let hub = hub(cfg, cfg.log_retention as usize, &metrics);
     let store = store(cfg).await?;
     let outbox = Arc::new(EmbeddedOutbox::open(&cfg.data_dir).await.map_err(SetupError::DataDir)?);

@@ -131,4 +131,9 @@ async fn the_latency_histograms_move_under_load() {
     )
     .await;
     assert_eq!(events, 1.0);
+    // Per tenant: these tokens carry no tid; the producer's turn counts under the user's.
+    assert_eq!(count("gateway_tenant_events_delivered_total{tenant=\"none\"}").await, 104.0);
+    assert_eq!(count("gateway_tenant_endpoints{tenant=\"none\"}").await, 2.0);
+    assert_eq!(count("gateway_tenant_turns_total{tenant=\"none\"}").await, 1.0);
+    assert_eq!(count("gateway_tenant_deltas_total{tenant=\"none\"}").await, 51.0);
 }

@@ -1,6 +1,8 @@
 //! The producer API: start turns, stream their events (JSON or NDJSON as it arrives), read a
 //! turn's state, send notifications.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -83,9 +85,11 @@ pub async fn create_turn(
         turn_id: req.turn_id.unwrap_or_else(|| ids::fresh("t")),
         meta: req.meta,
     };
+    let user = new.user_id.clone();
     let (created, fresh) = state.turns.create(new).await?;
     if fresh {
         state.metrics.turns_started.increment(1);
+        state.metrics.tenants.of_user(&user).turns.fetch_add(1, Relaxed);
     }
     let status = if fresh { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(created)).into_response())
@@ -165,6 +169,11 @@ impl ndjson::Target for TurnTarget<'_> {
     async fn apply(&self, items: Vec<EventItem>) -> (u64, Option<u64>, Option<(ApiError, bool)>) {
         let Applied { accepted, last_seq, refused } =
             self.state.turns.apply(self.turn_id, items).await;
+        if accepted > 0
+            && let Some(user) = self.state.turns.user_of(self.turn_id)
+        {
+            self.state.metrics.tenants.of_user(&user).deltas.fetch_add(accepted, Relaxed);
+        }
         let refused = refused.map(|e| {
             let invalid = matches!(e, TurnError::Invalid(_));
             (ApiError::from(e), invalid)
@@ -186,9 +195,11 @@ pub async fn notify(
         check_name("dedup_key", k, 256)?;
     }
     let (category, priority) = (req.category.clone(), req.priority.unwrap_or_default());
+    let user = req.user_id.clone();
     let (reply, fresh) = state.notes.notify(req).await?;
     if fresh {
         state.metrics.notifications.increment(1);
+        state.metrics.tenants.of_user(&user).notifications.fetch_add(1, Relaxed);
         state.metrics.category(&category);
         state.metrics.priorities[priority.rank() as usize].increment(1);
         let at = match reply.disposition {

@@ -83,6 +83,13 @@ impl Turns {
         self.local.entry(turn_id.to_owned()).or_default().clone()
     }
 
+    /// The user of a turn this node works on, if it knows it without a round trip.
+    pub fn user_of(&self, turn_id: &str) -> Option<String> {
+        let local = self.local.get(turn_id)?.clone();
+        let l = local.try_lock().ok()?;
+        l.rec.as_ref().map(|r| r.user_id.clone())
+    }
+
     /// The user whose turn this is, from the claim made when it was created.
     async fn owner(&self, turn_id: &str) -> Result<Option<String>, Unavailable> {
         let v = self.log.lookup(&index_key(turn_id)).await?;

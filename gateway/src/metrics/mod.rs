@@ -7,10 +7,12 @@
 
 mod buckets;
 mod help;
+pub mod tenants;
 
 pub use buckets::Buckets;
 use std::fmt::Write as _;
 use std::sync::Arc;
+pub use tenants::{TenantCounters, Tenants};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
@@ -72,6 +74,8 @@ pub struct Metrics {
     /// Request durations by (route, status class): routes are the router's templates, so the
     /// series are bounded.
     http: dashmap::DashMap<(String, u16), Histogram>,
+    /// Traffic by tenant, bounded (see [`tenants`]).
+    pub tenants: Tenants,
 }
 
 /// Latency buckets, seconds: 100 µs to 10 s.
@@ -204,6 +208,7 @@ impl Metrics {
             append: Buckets::new(&LATENCY_BUCKETS),
             store_write: Arc::new(Buckets::new(&LATENCY_BUCKETS)),
             http: dashmap::DashMap::new(),
+            tenants: Tenants::new(20),
             recorder,
             handle,
             process,
@@ -331,6 +336,7 @@ impl Metrics {
             }
             h.render(&mut text, name, labels);
         }
+        self.tenants.render(&mut text);
         for route in TIMED_ROUTES {
             for class in ["2xx", "4xx", "5xx"] {
                 let labels = format!("route=\"{route}\",status_class=\"{class}\"");

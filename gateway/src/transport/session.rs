@@ -21,6 +21,8 @@ pub struct Session {
     pub user: Arc<str>,
     /// Token expiry, seconds since the Unix epoch; `auth.refresh` moves it.
     pub exp: f64,
+    /// Where this endpoint's traffic counts (its token's tenant).
+    pub tenant: Arc<crate::metrics::TenantCounters>,
     hub_id: u64,
 }
 
@@ -68,7 +70,11 @@ impl Session {
             .local_endpoints
             .insert(info.conn_id.clone(), (principal.user_id.clone(), info.clone()));
         state.metrics.endpoint_opened(transport);
+        let tenant =
+            state.metrics.tenants.of_endpoint(&principal.user_id, principal.tenant.as_ref());
+        tenant.endpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let session = Session {
+            tenant,
             state,
             info,
             user: principal.user_id.clone(),
@@ -76,6 +82,17 @@ impl Session {
             hub_id: att.id,
         };
         Ok((session, att))
+    }
+
+    /// Counts events written to this endpoint under its tenant.
+    pub fn delivered<'a>(&self, events: impl Iterator<Item = &'a Arc<crate::hub::Entry>>) {
+        let (mut n, mut bytes) = (0, 0);
+        for e in events {
+            n += 1;
+            bytes += e.json.len() as u64;
+        }
+        self.tenant.events.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.tenant.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn hello(&self, att: &Attachment) -> ControlFrame {
@@ -106,6 +123,7 @@ impl Drop for Session {
         state.backplane.detach(&self.user, self.hub_id);
         state.local_endpoints.remove(&self.info.conn_id);
         state.metrics.endpoint_closed(self.info.transport);
+        self.tenant.endpoints.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         // Presence may be remote: unregister in a tracked task so a drain waits for it.
         let presence = state.presence.clone();
         let (user, conn_id) = (self.user.clone(), self.info.conn_id.clone());

@@ -143,6 +143,7 @@ impl SseStream {
                 metrics.events_delivered.increment(batch.len() as u64);
                 // Handed to hyper, which writes as the client reads: the latency to the body.
                 metrics.delivered(Transport::Sse, batch.iter().map(|e| &e.at));
+                self.session.delivered(batch.iter());
                 Some(buf.freeze())
             }
             _ = self.heartbeat.tick() => Some(Bytes::from_static(wire::sse::PING.as_bytes())),

@@ -219,6 +219,7 @@ async fn deliver(
         }
     };
     let n = batch.len() as u64;
+    session.delivered(batch.iter());
     write_batch(socket, &feed.outbox, batch, &session.state.metrics).await?;
     Ok(n)
 }

@@ -185,6 +185,7 @@ pub async fn run_all(f: &dyn Factory) {
     a_cancel_racing_deltas_is_the_last_event(f.make(10_000).await).await;
     super::contract_tasks::a_task_is_one_on_every_node(f.make(1_000).await).await;
     super::contract_tasks::a_cancel_racing_artifacts_ends_the_task_once(f.make(10_000).await).await;
+    super::contract_tasks::the_open_task_cap_frees_as_tasks_are_stored(f.make(1_000).await).await;
 }
 
 pub async fn every_endpoint_on_every_node_gets_every_event_in_order(fx: Fixture) {

@@ -79,6 +79,22 @@ pub async fn a_task_is_one_on_every_node(fx: Fixture) {
     assert_eq!(seen.last().map(|e| e.body.kind()), Some("task.status"));
 }
 
+/// The per-user cap counts tasks not yet stored: ended and stored ones leave room.
+pub async fn the_open_task_cap_frees_as_tasks_are_stored(fx: Fixture) {
+    let u = unique("cap");
+    let max = 100; // the fixture's max_open
+    for i in 0..max {
+        fx.a.tasks.create(new_task(&u, "c"), format!("c{i}")).await.unwrap();
+    }
+    let over = fx.b.tasks.create(new_task(&u, "c"), "one-more".into()).await;
+    assert!(matches!(over, Err(TaskError::TooMany(_))), "{over:?}");
+    // One ends and is stored: there is room again.
+    fx.a.tasks.apply("c0", vec![item(json!({"status":{"state":"completed"}}))]).await;
+    let done = outboxed(&fx, "c0").await;
+    fx.b.tasks.store().put_task(&done).await.unwrap();
+    assert!(fx.b.tasks.create(new_task(&u, "c"), "one-more".into()).await.is_ok());
+}
+
 pub async fn a_cancel_racing_artifacts_ends_the_task_once(fx: Fixture) {
     let u = unique("tr");
     fx.a.tasks.create(new_task(&u, "c"), "race".into()).await.unwrap();

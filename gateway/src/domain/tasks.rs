@@ -109,9 +109,12 @@ impl Tasks {
             // Stored long ago, its record gone: the same task, nothing published.
             return Ok((TaskCreated { task_id, seq: stored.seq }, false));
         }
-        let open = self.log.due(&index(&req.user_id), i64::MAX, self.cfg.max_open).await?;
+        let mut open = self.log.due(&index(&req.user_id), i64::MAX, self.cfg.max_open).await?;
         if open.len() >= self.cfg.max_open && !open.contains(&task_id) {
-            return Err(TaskError::TooMany(self.cfg.max_open));
+            open = self.prune(&req.user_id, open).await?;
+            if open.len() >= self.cfg.max_open {
+                return Err(TaskError::TooMany(self.cfg.max_open));
+            }
         }
         let now = now_ms();
         let rec = TaskRec {
@@ -320,6 +323,26 @@ impl Tasks {
         }
     }
 
+    /// Takes out of `user`'s index the tasks the store already holds (or whose record is
+    /// gone): where no outbox tells the domain (embedded mode), the index is trimmed when it
+    /// reaches its cap. Returns what is left.
+    async fn prune(&self, user: &str, open: Vec<String>) -> Result<Vec<String>, TaskError> {
+        let mut left = Vec::with_capacity(open.len());
+        for id in open {
+            let read = self.log.read(user, &record_name(&id), Blobs::default()).await?;
+            let ended = match &read {
+                None => true,
+                Some(r) => TaskRec::parse(&r.record)?.state.is_terminal(),
+            };
+            if ended && (read.is_none() || self.stored(&id).await?.is_some()) {
+                self.log.unwatch(&index(user), &id).await?;
+            } else {
+                left.push(id);
+            }
+        }
+        Ok(left)
+    }
+
     /// A page of `user`'s tasks (no artifacts), each at its place, newest status change first,
     /// strictly after `after`; the cursor of the next page, if any.
     pub async fn list(
@@ -341,7 +364,11 @@ impl Tasks {
             .await;
         let mut page: Vec<(TaskCursor, Task)> = Vec::new();
         for (id, read) in reads {
-            let Some(read) = read? else { continue };
+            let Some(read) = read? else {
+                // Its record is gone (stored, and past its retention): out of the index.
+                self.log.unwatch(&index(user), &id).await?;
+                continue;
+            };
             let rec = TaskRec::parse(&read.record)?;
             let c = TaskCursor { updated_at_ms: rec.updated_ms, seq: rec.first_seq, task_id: id };
             if which.takes(rec.state)
@@ -395,6 +422,11 @@ impl Tasks {
     /// Housekeeping: forgets the known records of tasks not worked on lately.
     pub fn sweep(&self) {
         self.known.retain(|_, (_, used)| used.elapsed() < KNOWN_FOR);
+    }
+
+    /// Where ended tasks are stored (the domain contract stores what an outbox would).
+    pub fn store(&self) -> &Arc<dyn TurnStore> {
+        &self.store
     }
 
     pub(super) fn log(&self) -> &Arc<dyn Backplane> {

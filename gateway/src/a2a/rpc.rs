@@ -239,7 +239,7 @@ async fn list_tasks(state: &AppState, user: &str, call: &Call) -> Result<Value, 
             .ok_or_else(|| RpcError::params("\"pageSize\" must be a whole number 1-100"))?
             as usize,
     };
-    let mut after = match p.get("pageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+    let token = match p.get("pageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         Some(t) => Some(
             store_client::TaskCursor::decode(t)
                 .map_err(|_| RpcError::params("\"pageToken\" is not one this server gave"))?,
@@ -253,29 +253,32 @@ async fn list_tasks(state: &AppState, user: &str, call: &Call) -> Result<Value, 
         None => Which::All,
     };
     let takes = |t: &Task| state_filter.is_none_or(|s| s == t.state);
-    // Pages of the hub, filtered, until this page is full and one more is known to follow.
-    let mut page: Vec<(store_client::TaskCursor, Task)> = Vec::new();
-    let mut more_follow = false;
+    // One pass over the hub from its start: every match counts toward `totalSize` (up to
+    // COUNT_MAX), and those after the page token fill this page; one more tells a next page.
+    let (mut page, mut more_follow, mut total, mut after) = (Vec::new(), false, 0, None);
     loop {
         let (got, more) =
             state.tasks.list(user, which, context.as_deref(), 100, after.as_ref()).await?;
         for (c, t) in got.into_iter().filter(|(_, t)| takes(t)) {
-            if page.len() == size {
-                more_follow = true;
-                break;
+            total += 1;
+            if token.as_ref().is_none_or(|tok| c < *tok) {
+                if page.len() < size {
+                    page.push((c, t));
+                } else {
+                    more_follow = true;
+                }
             }
-            page.push((c, t));
         }
         after = more;
-        if after.is_none() || more_follow {
+        if after.is_none() || (total >= COUNT_MAX && more_follow) {
             break;
         }
     }
+    let total = total.min(COUNT_MAX);
     let next_token = match (more_follow, page.last()) {
         (true, Some((c, _))) => c.encode(),
         _ => String::new(),
     };
-    let total = count(state, user, which, context.as_deref(), &takes).await?;
     let mut tasks = Vec::with_capacity(page.len());
     for (_, t) in &page {
         let full = match artifacts {
@@ -294,21 +297,3 @@ async fn list_tasks(state: &AppState, user: &str, call: &Call) -> Result<Value, 
 
 /// The most tasks counted for `totalSize` (past it, the count says this many).
 const COUNT_MAX: usize = 10_000;
-
-async fn count(
-    state: &AppState,
-    user: &str,
-    which: Which,
-    context: Option<&str>,
-    takes: &(dyn Fn(&Task) -> bool + Sync),
-) -> Result<usize, RpcError> {
-    let (mut n, mut after) = (0, None);
-    loop {
-        let (got, more) = state.tasks.list(user, which, context, 100, after.as_ref()).await?;
-        n += got.iter().filter(|(_, t)| takes(t)).count();
-        after = more;
-        if after.is_none() || n >= COUNT_MAX {
-            return Ok(n.min(COUNT_MAX));
-        }
-    }
-}

@@ -17,17 +17,7 @@ async fn create(gw: &TestGateway, user: &str, ctx: &str, id: &str) -> (u16, Valu
 
 async fn items(gw: &TestGateway, id: &str, items: &[Value]) -> (u16, Value) {
     let body: String = items.iter().map(|i| format!("{i}\n")).collect();
-    let r = gw
-        .http
-        .post(gw.url(&format!("/v1/tasks/{id}/events")))
-        .bearer_auth(producer_token())
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    gw.post_ndjson(&format!("/v1/tasks/{id}/events"), body).await
 }
 
 fn chunk(id: &str, text: &str, append: bool) -> Value {
@@ -164,28 +154,20 @@ async fn the_hub_lists_pages_and_cancels_and_keeps_ended_tasks_after_a_restart()
             page
         }
     };
-    let ids = |page: &Value| -> Vec<String> {
-        page["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["task_id"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let all = list("limit=100").await;
     assert_eq!(all["next"], Value::Null);
     assert!(all["tasks"][0].get("artifacts").is_none(), "lists leave artifacts out");
-    let mut expected: Vec<String> = ids(&all);
+    let mut expected: Vec<String> = task_ids(&all);
     assert_eq!(expected.len(), 7, "{all}");
     assert_eq!(&expected[..1], ["h2"], "newest status change first");
-    assert_eq!(ids(&list("state=active").await), ["h6", "h5", "h4"]);
-    assert_eq!(ids(&list("state=terminal&context_id=odd").await), ["h3", "h1"]);
+    assert_eq!(task_ids(&list("state=active").await), ["h6", "h5", "h4"]);
+    assert_eq!(task_ids(&list("state=terminal&context_id=odd").await), ["h3", "h1"]);
     // Paging by threes gives the same order, each once.
     let mut paged = Vec::new();
     let mut q = "limit=3".to_owned();
     loop {
         let (_, page) = gw.get_json(&format!("/v1/tasks?{q}"), &user).await;
-        paged.extend(ids(&page));
+        paged.extend(task_ids(&page));
         match page["next"].as_str() {
             Some(n) => q = format!("limit=3&before={n}"),
             None => break,
@@ -197,7 +179,7 @@ async fn the_hub_lists_pages_and_cancels_and_keeps_ended_tasks_after_a_restart()
     assert_eq!(gw.get_json("/v1/tasks?user_id=other", &user).await.0, 403);
     let (_, theirs) =
         gw.get_json("/v1/tasks?user_id=other", &token("admin", Some("gateway.admin"))).await;
-    assert_eq!(ids(&theirs), ["x1"]);
+    assert_eq!(task_ids(&theirs), ["x1"]);
 
     // Restart: open tasks end failed (gateway_restarted); ended ones are listed from the store.
     drop(ws);
@@ -209,7 +191,7 @@ async fn the_hub_lists_pages_and_cancels_and_keeps_ended_tasks_after_a_restart()
         let started = std::time::Instant::now();
         loop {
             page = gw.get_json("/v1/tasks?limit=100", &user).await.1;
-            if ids(&page).len() == 7 || started.elapsed().as_secs() > 10 {
+            if task_ids(&page).len() == 7 || started.elapsed().as_secs() > 10 {
                 break page;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -24,12 +24,7 @@ fn node(redis: &str, prefix: &str, id: &str, store: &[(&str, &str)]) -> TestGate
 async fn ids(gw: &TestGateway, user: &str, q: &str) -> Vec<String> {
     let (s, page) = gw.get_json(&format!("/v1/tasks?{q}"), &token(user, None)).await;
     assert_eq!(s, 200, "{page}");
-    page["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["task_id"].as_str().unwrap().to_owned())
-        .collect()
+    task_ids(&page)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

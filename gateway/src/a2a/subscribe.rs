@@ -121,7 +121,7 @@ async fn stream(
         pending: VecDeque::new(),
         done: false,
         heartbeat: heartbeat(state),
-        expiry: Box::pin(sleep_until(expiry(p.exp))),
+        expiry: Box::pin(sleep_until(crate::transport::session::expiry_at(p.exp))),
     };
     if att.resumed {
         s.take(&att.replay);
@@ -148,15 +148,6 @@ fn heartbeat(state: &AppState) -> Interval {
     let mut i = interval_at(Instant::now() + hb, hb);
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
-}
-
-/// When a token of expiry `exp` (Unix seconds) runs out, on tokio's clock.
-fn expiry(exp: f64) -> Instant {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    Instant::now() + std::time::Duration::from_secs_f64((exp - now).clamp(0.0, 3.15e8))
 }
 
 struct A2aStream {

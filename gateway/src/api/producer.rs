@@ -22,14 +22,24 @@ use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;
 
-fn require_publish(p: &Principal) -> Result<(), ApiError> {
+pub(super) fn require_publish(p: &Principal) -> Result<(), ApiError> {
     if p.publish { Ok(()) } else { Err(ApiError::insufficient_scope(wire::SCOPE_PUBLISH)) }
 }
 
-fn check_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if !wire::api::valid_name(value, max) {
         return Err(ApiError::bad_request(format!(
             "\"{field}\" must be a string of 1-{max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// An optional id the producer chooses (`turn_id`, `task_id`): the id rule when present.
+pub(super) fn check_id(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    if value.is_some_and(|id| !ids::valid(id)) {
+        return Err(ApiError::bad_request(format!(
+            "\"{field}\" must be 1-128 characters of [A-Za-z0-9._:-]"
         )));
     }
     Ok(())
@@ -48,9 +58,9 @@ impl From<TurnError> for ApiError {
     }
 }
 
-/// The preamble of requests that start new work (a turn, a notification): the publish scope,
-/// not draining (producers go to another node), and the JSON body.
-async fn new_work<T: serde::de::DeserializeOwned>(
+/// The preamble of requests that start new work (a turn, a notification, a task): the publish
+/// scope, not draining (producers go to another node), and the JSON body.
+pub(super) async fn new_work<T: serde::de::DeserializeOwned>(
     state: &AppState,
     p: &Principal,
     body: Body,
@@ -71,11 +81,7 @@ pub async fn create_turn(
     let req: CreateTurn = new_work(&state, &p, body).await?;
     check_name("user_id", &req.user_id, 256)?;
     check_name("conversation_id", &req.conversation_id, 256)?;
-    if req.turn_id.as_deref().is_some_and(|id| !ids::valid(id)) {
-        return Err(ApiError::bad_request(
-            "\"turn_id\" must be 1-128 characters of [A-Za-z0-9._:-]",
-        ));
-    }
+    check_id("turn_id", req.turn_id.as_deref())?;
     if req.meta.as_ref().is_some_and(|m| !m.is_object()) {
         return Err(ApiError::bad_request("\"meta\" must be an object"));
     }

@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 use store_client::TaskCursor;
 use wire::task::{CreateTask, TaskItem, TaskPage};
 
-use super::extract::{PathId, read_json};
+use super::extract::PathId;
 use super::ndjson;
-use crate::auth::{Authenticated, Principal};
+use super::producer::{check_id, check_name, new_work, require_publish};
+use crate::auth::Authenticated;
 use crate::domain::tasks::Which;
 use crate::domain::{Applied, TaskError};
 use crate::error::ApiError;
@@ -40,37 +41,17 @@ impl From<TaskError> for ApiError {
     }
 }
 
-fn require_publish(p: &Principal) -> Result<(), ApiError> {
-    if p.publish { Ok(()) } else { Err(ApiError::insufficient_scope(wire::SCOPE_PUBLISH)) }
-}
-
 /// `POST /v1/tasks` (producer).
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_publish(&p)?;
-    if state.is_draining() {
-        return Err(ApiError::draining());
-    }
-    let req: CreateTask = read_json(body, &state.limits).await?;
-    for (field, value, max) in [
-        ("user_id", &req.user_id, 256),
-        ("context_id", &req.context_id, 256),
-        ("title", &req.title, 1_024),
-    ] {
-        if !wire::api::valid_name(value, max) {
-            return Err(ApiError::bad_request(format!(
-                "\"{field}\" must be a string of 1-{max} bytes without control characters"
-            )));
-        }
-    }
-    if req.task_id.as_deref().is_some_and(|id| !ids::valid(id)) {
-        return Err(ApiError::bad_request(
-            "\"task_id\" must be 1-128 characters of [A-Za-z0-9._:-]",
-        ));
-    }
+    let req: CreateTask = new_work(&state, &p, body).await?;
+    check_name("user_id", &req.user_id, 256)?;
+    check_name("context_id", &req.context_id, 256)?;
+    check_name("title", &req.title, 1_024)?;
+    check_id("task_id", req.task_id.as_deref())?;
     if req.state.is_some_and(|s| s.is_terminal()) {
         return Err(ApiError::bad_request("\"state\" of a new task may not be terminal"));
     }

@@ -110,11 +110,16 @@ impl Session {
 
     /// When the token expires, on tokio's clock.
     pub fn expiry(&self) -> Instant {
-        let now =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        let left = (self.exp - now).clamp(0.0, 10.0 * 365.0 * 86_400.0);
-        Instant::now() + Duration::from_secs_f64(left)
+        expiry_at(self.exp)
     }
+}
+
+/// When a token of expiry `exp` (seconds since the Unix epoch) runs out, on tokio's clock:
+/// what ends every stream a token opened.
+pub fn expiry_at(exp: f64) -> Instant {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let left = (exp - now).clamp(0.0, 10.0 * 365.0 * 86_400.0);
+    Instant::now() + Duration::from_secs_f64(left)
 }
 
 impl Drop for Session {

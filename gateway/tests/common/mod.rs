@@ -161,9 +161,14 @@ impl TestGateway {
     }
 
     pub async fn send_ndjson(&self, turn_id: &str, body: String) -> (u16, Value) {
+        self.post_ndjson(&format!("/v1/turns/{turn_id}/events"), body).await
+    }
+
+    /// Posts an NDJSON body as the producer; returns (status, body).
+    pub async fn post_ndjson(&self, path: &str, body: String) -> (u16, Value) {
         let r = self
             .http
-            .post(self.url(&format!("/v1/turns/{turn_id}/events")))
+            .post(self.url(path))
             .bearer_auth(producer_token())
             .header("content-type", "application/x-ndjson")
             .body(body)
@@ -234,6 +239,16 @@ pub fn deltas(n: usize, tag: &str) -> (Vec<Value>, String) {
         items.push(serde_json::json!({"delta": piece}));
     }
     (items, text)
+}
+
+/// The `task_id`s of a task hub page, in its order.
+pub fn task_ids(page: &Value) -> Vec<String> {
+    page["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page of tasks: {page}"))
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 pub fn end_item() -> Value {

@@ -10,6 +10,7 @@
 //! - [`transport`]: the WebSocket and SSE endpoint tasks;
 //! - [`api`]: HTTP routes (producer API, tasks, history, presence, operations);
 //! - [`a2a`]: the A2A v1.0 binding over tasks and turns (Agent Card, JSON-RPC, resumable SSE);
+//! - [`telemetry`]: logs, and OTLP traces of producer requests when configured;
 //! - [`auth`]: token verification; [`audit`]: the audit trail of operator actions; [`metrics`]: the Prometheus registry;
 //! - [`push`]: calls to the push webhook, from the store's push outbox;
 //! - [`accept`]: accepting connections within their caps and timeouts;
@@ -34,6 +35,7 @@ pub mod push;
 pub mod server;
 pub mod setup;
 pub mod state;
+pub mod telemetry;
 pub mod transport;
 
 pub use state::AppState;

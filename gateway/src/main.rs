@@ -52,7 +52,7 @@ fn main() {
         println!("configuration ok");
         return;
     }
-    init_tracing(cfg.log_format);
+    let _traces = gateway::telemetry::init(cfg.log_format == LogFormat::Json);
     if cfg.outbound_queue != Config::default().outbound_queue {
         tracing::warn!(
             "GATEWAY_OUTBOUND_QUEUE is retired and does nothing: an endpoint that falls behind \
@@ -123,15 +123,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }

@@ -153,6 +153,18 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
 fn observe_writes(persister: &Persister, metrics: &Arc<Metrics>) {
     let h = metrics.store_write.clone();
     persister.observe_writes(move |d| h.record(d.as_secs_f64()));
+    if crate::telemetry::enabled() {
+        persister.trace_writes(store_span);
+    }
+}
+
+/// The span of a store write: a turn's joins the trace its creation carried.
+fn store_span(item: &store_client::Final) -> tracing::Span {
+    let span = crate::otel_span!("store", key = %item.key(), user_id = %item.user_id());
+    if let store_client::Final::Turn(t) = item {
+        crate::telemetry::adopt(&span, t.trace.as_deref(), None);
+    }
+    span
 }
 
 /// The domain services of a mode.

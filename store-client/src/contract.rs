@@ -24,6 +24,7 @@ pub fn turn(id: &str, conversation: &str, user: &str, created_at_ms: i64) -> Fin
             Trace { kind: "reasoning".into(), data: json!({"n": 1}) },
             Trace { kind: "tool_call".into(), data: json!(["x"]) },
         ],
+        trace: None,
     }
 }
 

@@ -84,7 +84,11 @@ pub struct Persister {
     pub counters: PersistCounters,
     /// Told how long each store write took (for a latency histogram).
     observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
+    /// Makes the span of each store write (traces exported); none by default.
+    tracer: std::sync::OnceLock<SpanFor>,
 }
+
+type SpanFor = Box<dyn Fn(&Final) -> tracing::Span + Send + Sync>;
 
 impl Persister {
     pub fn new(outbox: Arc<dyn Outbox>, store: Arc<dyn TurnStore>, policy: RetryPolicy) -> Self {
@@ -95,12 +99,19 @@ impl Persister {
             wake: Notify::new(),
             counters: Default::default(),
             observer: std::sync::OnceLock::new(),
+            tracer: std::sync::OnceLock::new(),
         }
     }
 
     /// Calls `f` with the duration of every store write from now on (set once).
     pub fn observe_writes(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
         let _ = self.observer.set(Box::new(f));
+    }
+
+    /// Runs every store write from now on in the span `f` makes for its entry (set once): the
+    /// gateway parents it on the trace the entry carries.
+    pub fn trace_writes(&self, f: impl Fn(&Final) -> tracing::Span + Send + Sync + 'static) {
+        let _ = self.tracer.set(Box::new(f));
     }
 
     pub fn outbox(&self) -> &Arc<dyn Outbox> {
@@ -173,6 +184,8 @@ impl Persister {
                 Final::Task(t) => self.store.put_task(t).await,
             }
         };
+        let span = self.tracer.get().map_or_else(tracing::Span::none, |f| f(&p.item));
+        let put = tracing::Instrument::instrument(put, span);
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.policy.put_timeout, put).await {
             Ok(r) => r,

@@ -12,6 +12,10 @@ pub struct FinalTurn {
     pub turn: TurnRecord,
     /// Reasoning, tool calls, agent outputs: stored apart, never loaded with history.
     pub traces: Vec<Trace>,
+    /// The W3C `traceparent` of the request that created the turn, when traces are exported:
+    /// the store write joins that trace. Not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// What an outbox entry holds: a finished turn or a terminal task (older entries, written

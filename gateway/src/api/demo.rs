@@ -81,6 +81,7 @@ async fn ask(
         conversation_id: "demo".into(),
         turn_id: turn_id.clone(),
         meta: None,
+        trace: None,
     };
     state.turns.create(new).await?;
     let (turns, id, stop) = (state.turns.clone(), turn_id.clone(), state.shutdown.clone());

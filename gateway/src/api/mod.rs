@@ -30,15 +30,17 @@ use crate::state::AppState;
 use crate::transport;
 
 /// Observes each matched request's duration (to its response head) by route template and
-/// status class: `gateway_http_request_duration_seconds`.
+/// status class: `gateway_http_request_duration_seconds`; when traces are exported, runs a
+/// write request in a span that joins the producer's trace (or its turn's).
 async fn timed(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let span = crate::telemetry::http_span(&req, route.as_deref(), |id| state.turns.trace_of(id));
     let started = std::time::Instant::now();
-    let response = next.run(req).await;
+    let response = tracing::Instrument::instrument(next.run(req), span).await;
     let route = route.as_deref().unwrap_or("other");
     state.metrics.http_request(route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response

@@ -76,6 +76,7 @@ pub(super) async fn new_work<T: serde::de::DeserializeOwned>(
 pub async fn create_turn(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: CreateTurn = new_work(&state, &p, body).await?;
@@ -90,6 +91,7 @@ pub async fn create_turn(
         conversation_id: req.conversation_id,
         turn_id: req.turn_id.unwrap_or_else(|| ids::fresh("t")),
         meta: req.meta,
+        trace: crate::telemetry::traceparent(&headers),
     };
     let user = new.user_id.clone();
     let (created, fresh) = state.turns.create(new).await?;

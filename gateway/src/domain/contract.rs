@@ -159,6 +159,7 @@ fn turn(user: &str, conv: &str, id: &str) -> NewTurn {
         conversation_id: conv.into(),
         turn_id: id.into(),
         meta: Some(json!({"m": 1})),
+        trace: None,
     }
 }
 

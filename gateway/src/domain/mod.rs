@@ -59,6 +59,8 @@ pub struct NewTurn {
     pub conversation_id: String,
     pub turn_id: String,
     pub meta: Option<serde_json::Value>,
+    /// The producer's `traceparent`, kept on the turn (tracing on).
+    pub trace: Option<String>,
 }
 
 /// Why a task operation was refused.

@@ -36,6 +36,9 @@ pub struct TurnRec {
     /// The record's version and its `turn.start`'s seq.
     pub version: u64,
     pub start_seq: u64,
+    /// The producer's W3C `traceparent` at the turn's creation (tracing on), so the turn's later
+    /// spans and its store write join that trace.
+    pub trace: Option<String>,
 }
 
 fn corrupt(what: &str) -> Unavailable {
@@ -69,6 +72,7 @@ impl TurnRec {
             ended_ms: 0,
             version: 0,
             start_seq: 0,
+            trace: None,
         }
     }
 
@@ -94,6 +98,7 @@ impl TurnRec {
             ended_ms: n("ended")?,
             version: r.version,
             start_seq: r.first_seq,
+            trace: r.get("tp").map(str::to_owned),
         })
     }
 
@@ -106,6 +111,9 @@ impl TurnRec {
             ("created", self.created_ms.to_string()),
             ("meta", meta),
         ];
+        if let Some(tp) = &self.trace {
+            f.push(("tp", tp.clone()));
+        }
         f.extend(self.changing());
         f
     }
@@ -161,7 +169,7 @@ impl TurnRec {
             },
             meta: self.meta.clone().unwrap_or(Value::Null),
         };
-        let mut f = FinalTurn { turn, traces };
+        let mut f = FinalTurn { turn, traces, trace: self.trace.clone() };
         f.limit_text(max_text);
         Ok(f)
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::Instrument;
 use wire::api::{EndItem, EventItem, TurnCreated};
 use wire::{EventBody, TurnStatus};
 
@@ -90,6 +91,13 @@ impl Turns {
         l.rec.as_ref().map(|r| r.user_id.clone())
     }
 
+    /// The `traceparent` kept on a turn this node works on, if it knows it without a round trip.
+    pub fn trace_of(&self, turn_id: &str) -> Option<String> {
+        let local = self.local.get(turn_id)?.clone();
+        let l = local.try_lock().ok()?;
+        l.rec.as_ref().and_then(|r| r.trace.clone())
+    }
+
     /// The user whose turn this is, from the claim made when it was created.
     async fn owner(&self, turn_id: &str) -> Result<Option<String>, Unavailable> {
         let v = self.log.lookup(&index_key(turn_id)).await?;
@@ -130,6 +138,7 @@ impl Turns {
         }
         let now = now_ms();
         let mut rec = TurnRec::new(&req.user_id, &req.conversation_id, req.meta.clone(), now);
+        rec.trace = req.trace;
         let start = EventBody::TurnStart {
             turn_id: turn_id.clone(),
             conversation_id: req.conversation_id.clone(),
@@ -170,7 +179,8 @@ impl Turns {
     /// Applies producer items in order; stops at the first refused. An `end` makes the
     /// finished turn durable in the outbox before its `turn.end` is published.
     pub async fn apply(&self, turn_id: &str, items: Vec<EventItem>) -> Applied {
-        match self.change(turn_id, None, items, By::Producer).await {
+        let span = crate::otel_span!("apply", turn_id, items = items.len());
+        match self.change(turn_id, None, items, By::Producer).instrument(span).await {
             Ok(a) => a,
             Err(e) => Applied { refused: Some(e), ..Applied::default() },
         }
@@ -240,7 +250,9 @@ impl Turns {
             self.sink.finishing(&rec.user_id, turn_id, copy).await?;
             p.append.keep = self.sink.ended_keep();
         }
-        match self.log.append_if(p.append).await? {
+        let publish =
+            crate::otel_span!("publish", user_id = %rec.user_id, events = p.append.events.len());
+        match self.log.append_if(p.append).instrument(publish).await? {
             Outcome::Appended { last, version, .. } => {
                 let mut next = p.next;
                 next.version = version;

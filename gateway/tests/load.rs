@@ -28,9 +28,11 @@ fn chaotic(url: String) -> Scenario {
 async fn a_chaotic_mixed_scenario_has_no_violation() {
     let gw = TestGateway::start(&[]);
     let scenario = chaotic(gw.url(""));
-    let tokens =
-        Tokens::from_args(&TokenArgs { secret: Some(SECRET.into()), token_file: None }, 600)
-            .unwrap();
+    let tokens = Tokens::from_args(
+        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
+        600,
+    )
+    .unwrap();
     let report = runner::run(
         scenario,
         tokens,
@@ -59,9 +61,11 @@ async fn a_chaotic_scenario_across_two_redis_nodes_has_no_violation() {
     let a = TestGateway::start(&env);
     let b = TestGateway::start(&env);
     let scenario = chaotic(format!("{},{}", a.url(""), b.url("")));
-    let tokens =
-        Tokens::from_args(&TokenArgs { secret: Some(SECRET.into()), token_file: None }, 600)
-            .unwrap();
+    let tokens = Tokens::from_args(
+        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
+        600,
+    )
+    .unwrap();
     let opts = RunOptions { gateway_pids: vec![a.pid(), b.pid()], ..Default::default() };
     let report = runner::run(scenario, tokens, opts).await.unwrap();
     println!("{}", report.table());

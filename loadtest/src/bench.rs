@@ -308,7 +308,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             let target = Target::start(target_name, kind, &gateway_bin).await?;
             let sc = Scenario { url: target.url.clone(), ..scenario.clone() };
             let tokens = Tokens::from_args(
-                &TokenArgs { secret: Some(SECRET.into()), token_file: None },
+                &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
                 3600,
             )?;
             let opts = RunOptions {

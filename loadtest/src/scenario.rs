@@ -152,4 +152,7 @@ pub struct TokenArgs {
     /// File of `sub token` lines (sub `producer` for the producer), instead of --secret.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Spread minted users over this many tenants (`tid` claim `tenant-<i mod n>`); 0: no `tid`.
+    #[arg(long, default_value_t = 0)]
+    pub tenants: u32,
 }

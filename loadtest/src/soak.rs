@@ -113,8 +113,10 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         chaos_rate: 0.02,
         ..Scenario::default()
     };
-    let tokens =
-        Tokens::from_args(&TokenArgs { secret: Some(SECRET.into()), token_file: None }, 7200)?;
+    let tokens = Tokens::from_args(
+        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
+        7200,
+    )?;
     let opts = RunOptions { gateway_pids: Vec::new(), backend_pids: Vec::new(), progress: false };
     let started = Instant::now();
     let load = tokio::spawn(runner::run(scenario, tokens, opts));

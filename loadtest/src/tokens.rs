@@ -10,7 +10,7 @@ use wire::Claims;
 use crate::scenario::TokenArgs;
 
 pub enum Tokens {
-    Minted { key: EncodingKey, ttl: u64 },
+    Minted { key: EncodingKey, ttl: u64, tenants: u32 },
     File(HashMap<String, String>),
 }
 
@@ -23,7 +23,8 @@ impl Tokens {
     pub fn from_args(args: &TokenArgs, ttl: u64) -> anyhow::Result<Self> {
         match (&args.secret, &args.token_file) {
             (Some(s), None) => {
-                Ok(Tokens::Minted { key: EncodingKey::from_secret(s.as_bytes()), ttl })
+                let key = EncodingKey::from_secret(s.as_bytes());
+                Ok(Tokens::Minted { key, ttl, tenants: args.tenants })
             }
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path)?;
@@ -39,12 +40,16 @@ impl Tokens {
         }
     }
 
-    fn mint(&self, sub: &str, scope: Option<&str>) -> anyhow::Result<String> {
+    fn mint(&self, sub: &str, scope: Option<&str>, tenant: Option<u32>) -> anyhow::Result<String> {
         match self {
-            Tokens::Minted { key, ttl } => {
+            Tokens::Minted { key, ttl, tenants } => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
                 let mut c = Claims::new(sub, now, *ttl);
                 c.scope = scope.map(str::to_owned);
+                let mut c = serde_json::to_value(c)?;
+                if let Some(i) = tenant.filter(|_| *tenants > 0) {
+                    c["tid"] = format!("tenant-{}", i % tenants).into();
+                }
                 Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, key)?)
             }
             Tokens::File(map) => map
@@ -55,10 +60,10 @@ impl Tokens {
     }
 
     pub fn user(&self, i: u32) -> anyhow::Result<String> {
-        self.mint(&user_id(i), None)
+        self.mint(&user_id(i), None, Some(i))
     }
 
     pub fn producer(&self) -> anyhow::Result<String> {
-        self.mint("producer", Some("gateway.publish"))
+        self.mint("producer", Some("gateway.publish"), None)
     }
 }

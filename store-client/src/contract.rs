@@ -41,6 +41,7 @@ pub async fn run_all(store: &dyn TurnStore) {
     concurrent_writers_all_succeed(store).await;
     preferences_are_kept_per_user_and_replaced_whole(store).await;
     the_inbox_pages_counts_and_marks(store).await;
+    concurrent_inbox_additions_count_each_once(store).await;
     the_push_queue_leases_retries_and_finds_what_to_retract(store).await;
     store.ping().await.unwrap();
 }
@@ -229,6 +230,45 @@ fn note(user: &str, id: &str, category: &str, at: i64) -> crate::InboxRecord {
         read_at_ms: None,
         archived_at_ms: None,
     }
+}
+
+/// A storm of additions at once (the embedded store commits them in batches): each fresh one is
+/// answered with a distinct count "with it" (a repeat with the counts as they are), a repeated id or a suppressed (archived) one adds
+/// nothing, and the counts end right for each user.
+pub async fn concurrent_inbox_additions_count_each_once(s: &dyn TurnStore) {
+    let (a, b) = (format!("ca-{}", rand_tag()), format!("cb-{}", rand_tag()));
+    let mut notes = Vec::new();
+    for i in 0..300 {
+        let user = if i % 3 == 0 { &b } else { &a };
+        let mut n = note(user, &format!("{user}-{i}"), "c", 10_000 + i);
+        if i % 10 == 9 {
+            n.archived_at_ms = Some(10_000 + i);
+        }
+        notes.push(n);
+    }
+    // Repeats of ids already in the storm, some in the same batch as the first.
+    let repeats: Vec<_> = (0..30).map(|i| notes[i * 10].clone()).collect();
+    notes.extend(repeats);
+    let adds = notes.iter().map(|n| async move { (n.user_id.clone(), s.inbox_add(n).await) });
+    let answers = futures_util::future::join_all(adds).await;
+    let fresh = |u: &str| {
+        let of_u = notes[..300].iter().filter(|n| n.user_id == u && n.archived_at_ms.is_none());
+        of_u.count() as u64
+    };
+    // Whichever of an id's copies came first added it; together they were answered 1..=N.
+    let mut seen: Vec<u64> = notes
+        .iter()
+        .zip(&answers)
+        .filter(|(n, _)| n.user_id == a && n.archived_at_ms.is_none())
+        .map(|(_, (_, r))| r.as_ref().unwrap().0)
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, (1..=fresh(&a)).collect::<Vec<_>>(), "each addition has its own count");
+    assert_eq!(s.inbox_counts(&a).await.unwrap(), (fresh(&a), fresh(&a)));
+    assert_eq!(s.inbox_counts(&b).await.unwrap(), (fresh(&b), fresh(&b)));
+    let all = s.inbox_page(&a, crate::InboxStatus::All, None, 200, None).await.unwrap();
+    assert_eq!(all.len() as u64, fresh(&a), "one row per id, archived ones apart");
 }
 
 pub async fn the_inbox_pages_counts_and_marks(s: &dyn TurnStore) {

@@ -3,11 +3,13 @@
 //! notification. Additions that arrive while a commit is under way are written together in the
 //! next one (up to [`MAX_BATCH`]), and each caller is answered once its batch is durable.
 
-use sqlx::SqlitePool;
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
-use crate::inbox::InboxRecord;
+use crate::inbox::{self, InboxRecord};
 
 /// Most additions in one commit.
 const MAX_BATCH: usize = 256;
@@ -56,16 +58,79 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<(InboxRecord, Re
     }
 }
 
-/// Writes a batch in one transaction; each addition's counts, in order.
+/// Writes a batch in one transaction of a few statements whatever its size (each statement is a
+/// hop to SQLite's worker thread): per user, its counts row made and read before; one multi-row
+/// insert naming the rows it added; per user, one update of its counts. Each addition is answered
+/// with its user's counts as of it, as if they had been added one by one.
 async fn commit(
     pool: &SqlitePool,
     batch: &[(InboxRecord, Reply)],
 ) -> Result<Vec<(u64, u64)>, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut users: Vec<(&str, (i64, i64))> = Vec::new();
+    for (n, _) in batch {
+        if users.iter().all(|(u, _)| *u != n.user_id) {
+            sqlx::query(inbox::RECOUNT).bind(&n.user_id).execute(&mut *tx).await?;
+            let base = sqlx::query_as(inbox::COUNTS).bind(&n.user_id).fetch_one(&mut *tx).await?;
+            users.push((&n.user_id, base));
+        }
+    }
+    let mut insert =
+        QueryBuilder::<Sqlite>::new(format!("INSERT INTO notifications ({}) ", inbox::COLUMNS));
+    insert.push_values(batch, |mut row, (n, _)| {
+        row.push_bind(&n.id)
+            .push_bind(&n.user_id)
+            .push_bind(&n.category)
+            .push_bind(&n.priority)
+            .push_bind(&n.title)
+            .push_bind(&n.body)
+            .push_bind(n.data.to_string())
+            .push_bind(n.created_at_ms)
+            .push_bind(&n.disposition)
+            .push_bind(n.seen_at_ms)
+            .push_bind(n.read_at_ms)
+            .push_bind(n.archived_at_ms);
+    });
+    insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    let mut added: HashSet<String> =
+        insert.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
+    // Running counts per user; a user with an added row that is read or seen but not archived
+    // (never made by the gateway) is recounted from the inbox instead.
+    let mut running: HashMap<&str, (i64, i64)> = users.iter().copied().collect();
+    let mut fresh: HashMap<&str, i64> = HashMap::new();
+    let mut recount: HashSet<&str> = HashSet::new();
     let mut counts = Vec::with_capacity(batch.len());
     for (n, _) in batch {
-        counts.push(crate::inbox::impl_inbox!(@statements tx, n));
+        let user = n.user_id.as_str();
+        // `remove`: an id twice in one batch is added once, by its first occurrence.
+        if added.remove(&n.id) {
+            match (n.archived_at_ms, n.read_at_ms, n.seen_at_ms) {
+                (None, None, None) => {
+                    let c = running.entry(user).or_default();
+                    (c.0, c.1) = (c.0 + 1, c.1 + 1);
+                    *fresh.entry(user).or_default() += 1;
+                }
+                (None, _, _) => {
+                    recount.insert(user);
+                }
+                _ => {}
+            }
+        }
+        counts.push(running.get(user).copied().unwrap_or_default());
+    }
+    for (user, k) in &fresh {
+        sqlx::query(inbox::COUNT_MANY).bind(k).bind(user).execute(&mut *tx).await?;
+    }
+    for user in &recount {
+        sqlx::query(inbox::FORGET_COUNTS).bind(user).execute(&mut *tx).await?;
+        sqlx::query(inbox::RECOUNT).bind(user).execute(&mut *tx).await?;
+        let now: (i64, i64) = sqlx::query_as(inbox::COUNTS).bind(user).fetch_one(&mut *tx).await?;
+        for ((n, _), c) in batch.iter().zip(counts.iter_mut()) {
+            if n.user_id == *user {
+                *c = now;
+            }
+        }
     }
     tx.commit().await?;
-    Ok(counts)
+    Ok(counts.into_iter().map(|(r, s)| (r.max(0) as u64, s.max(0) as u64)).collect())
 }

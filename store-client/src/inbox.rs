@@ -135,11 +135,14 @@ pub const COUNTS: &str = "SELECT unread, unseen FROM notification_counts WHERE u
 /// One more notification not archived, neither read nor seen.
 pub const COUNT_ONE: &str =
     "UPDATE notification_counts SET unread = unread + 1, unseen = unseen + 1 WHERE user_id = $1";
+/// `$1` more notifications not archived, neither read nor seen.
+pub const COUNT_MANY: &str =
+    "UPDATE notification_counts SET unread = unread + $1, unseen = unseen + $1 WHERE user_id = $2";
 pub const FORGET_COUNTS: &str = "DELETE FROM notification_counts WHERE user_id = $1";
 pub const FORGET_PURGED_COUNTS: &str = "DELETE FROM notification_counts WHERE user_id IN \
      (SELECT DISTINCT user_id FROM notifications WHERE created_at_ms < $1)";
 pub const PURGE: &str = "DELETE FROM notifications WHERE created_at_ms < $1";
-const COLUMNS: &str = "id, user_id, category, priority, title, body, data, created_at_ms, disposition, \
+pub const COLUMNS: &str = "id, user_id, category, priority, title, body, data, created_at_ms, disposition, \
      seen_at_ms, read_at_ms, archived_at_ms";
 
 /// A page's statement: placeholders in order of first use ($1 user, then the category, the

@@ -120,7 +120,8 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
     let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister: persister.clone() });
     let push = push(cfg, &store, &metrics);
     let d = domain(cfg, &backplane, sink, &store, presence.clone(), push.clone(), &metrics);
-    outbox.serve(Arc::new(Finishers { turns: d.turns.clone(), tasks: d.tasks.clone() }));
+    let (turns, tasks, notes) = (d.turns.clone(), d.tasks.clone(), d.notes.clone());
+    outbox.serve(Arc::new(Finishers { turns, tasks, notes }));
     let Domain { turns, notes, tasks } = d;
     Ok(Parts { hub, backplane, turns, notes, tasks, presence, store, persister, metrics, push })
 }
@@ -199,7 +200,8 @@ fn domain(
         budget: cfg.notify_budget_per_hour as u32,
         budget_window: Duration::from_millis(cfg.notify_budget_window_ms),
     };
-    let notes = Notifications::new(backplane.clone(), store.clone(), notify, presence, push);
+    let notes =
+        Notifications::new(backplane.clone(), store.clone(), sink.clone(), notify, presence, push);
     let tasks = TasksConfig {
         max_bytes: cfg.task_max_artifact_bytes,
         max_open: cfg.max_open_tasks as usize,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::StoreError;
 
 /// One notification as the inbox keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InboxRecord {
     pub id: String,
     pub user_id: String,

@@ -182,6 +182,8 @@ impl Persister {
             match &p.item {
                 Final::Turn(t) => self.store.put(t).await,
                 Final::Task(t) => self.store.put_task(t).await,
+                // Idempotent on the id: a second try adds nothing.
+                Final::Note(n) => self.store.inbox_add(n).await.map(|_| PutOutcome::Inserted),
             }
         };
         let span = self.tracer.get().map_or_else(tracing::Span::none, |f| f(&p.item));

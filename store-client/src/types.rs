@@ -18,13 +18,14 @@ pub struct FinalTurn {
     pub trace: Option<String>,
 }
 
-/// What an outbox entry holds: a finished turn or a terminal task (older entries, written
-/// before tasks existed, read as turns).
+/// What an outbox entry holds: a finished turn, a terminal task, or a notification the inbox
+/// could not take when it was sent (older entries, written before tasks existed, read as turns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Final {
     Turn(FinalTurn),
     Task(crate::FinalTask),
+    Note(crate::InboxRecord),
 }
 
 impl Final {
@@ -33,6 +34,7 @@ impl Final {
         match self {
             Final::Turn(t) => t.turn.turn_id.clone(),
             Final::Task(t) => task_key(&t.task.task_id),
+            Final::Note(n) => note_key(&n.id),
         }
     }
 
@@ -40,8 +42,14 @@ impl Final {
         match self {
             Final::Turn(t) => &t.turn.user_id,
             Final::Task(t) => &t.task.user_id,
+            Final::Note(n) => &n.user_id,
         }
     }
+}
+
+/// A notification's outbox key.
+pub fn note_key(id: &str) -> String {
+    format!("note/{id}")
 }
 
 /// A task's outbox key.

@@ -47,14 +47,16 @@ impl Node {
             max_open: 100,
             retention: Duration::from_secs(3600),
         };
-        let tasks = Arc::new(super::Tasks::new(backplane.clone(), sink, store.clone(), tasks_cfg));
+        let tasks =
+            Arc::new(super::Tasks::new(backplane.clone(), sink.clone(), store.clone(), tasks_cfg));
         let notify = NotifyConfig {
             dedup_window: Duration::from_secs(3600),
             budget: 0,
             budget_window: Duration::from_secs(3600),
         };
         let presence = Arc::new(presence::MemoryPresence::new(Duration::from_secs(60)));
-        let notes = Arc::new(Notifications::new(backplane.clone(), store, notify, presence, None));
+        let notes =
+            Arc::new(Notifications::new(backplane.clone(), store, sink, notify, presence, None));
         Node { backplane, hub, turns, notes, tasks }
     }
 
@@ -63,6 +65,7 @@ impl Node {
         Arc::new(super::finished::Finishers {
             turns: self.turns.clone(),
             tasks: self.tasks.clone(),
+            notes: self.notes.clone(),
         })
     }
 }

@@ -100,6 +100,7 @@ impl Notifications {
         let updated = self.store.inbox_mark(user, which, mark, now).await.map_err(store_down)?;
         let (unread_count, unseen_count) =
             self.store.inbox_counts(user).await.map_err(store_down)?;
+        self.remember_unread(user, unread_count);
         let all = ids.is_none().then_some(true);
         let body = EventBody::NotificationState { ids, all, status, unread_count, unseen_count };
         self.log.append_if(Append::events(user, vec![Event::of(&body)])).await?;

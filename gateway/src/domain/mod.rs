@@ -18,6 +18,7 @@ mod contract_tasks;
 mod digests;
 pub mod finished;
 pub mod inbox;
+mod kept;
 pub mod notifications;
 pub mod prefs;
 mod pushes;

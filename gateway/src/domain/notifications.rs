@@ -39,6 +39,10 @@ pub struct Notifications {
     /// Where pushes go (`None`: push is off), and who is online.
     pub(super) push: Option<Arc<crate::push::PushSender>>,
     pub(super) presence: Arc<dyn presence::PresenceRegistry>,
+    /// Where notifications wait when the inbox cannot take them (see [`kept`](super::kept)).
+    pub(super) sink: Arc<dyn super::TurnSink>,
+    /// Each user's unread count as last told by the store (for events sent while it is down).
+    pub(super) unread: dashmap::DashMap<String, u64>,
 }
 
 /// Why preferences could not be changed.
@@ -119,11 +123,13 @@ impl Notifications {
     pub fn new(
         log: Arc<dyn Backplane>,
         store: Arc<dyn TurnStore>,
+        sink: Arc<dyn super::TurnSink>,
         cfg: NotifyConfig,
         presence: Arc<dyn presence::PresenceRegistry>,
         push: Option<Arc<crate::push::PushSender>>,
     ) -> Self {
-        Notifications { log, store, cfg, push, presence }
+        let unread = dashmap::DashMap::new();
+        Notifications { log, store, cfg, push, presence, sink, unread }
     }
 
     /// The user's preferences (the defaults when they set none).
@@ -210,7 +216,15 @@ impl Notifications {
         let window = self.window(&prefs, disposition, hold, &delivered_before, at);
         let id = crate::ids::fresh("n");
         let kept = inbox_record(&id, &req, disposition, now);
-        let (unread, _) = self.store.inbox_add(&kept).await.map_err(store_down)?;
+        // The inbox first; while the store is down, the outbox (stored once it is back).
+        let (unread, queued) = match self.store.inbox_add(&kept).await {
+            Ok((unread, _)) => {
+                self.remember_unread(&user, unread);
+                (unread, false)
+            }
+            Err(e) if e.is_retryable() => (self.keep(&kept).await?, true),
+            Err(e) => return Err(store_down(e)),
+        };
         let delivered = disposition == Disposition::Delivered;
         let mut events = Vec::new();
         if delivered {
@@ -224,6 +238,9 @@ impl Notifications {
         }
         match self.log.append_if(a).await {
             Ok(Outcome::Appended { first, .. }) => {
+                if queued {
+                    self.sink.ended();
+                }
                 // Published and kept: what follows must not turn the answer into a 503 (the
                 // producer would send it again); a failure is logged and costs only itself.
                 if delivered && budget > 0 && priority.rank() < Priority::High.rank() {
@@ -242,14 +259,20 @@ impl Notifications {
             }
             // Another request with the key won meanwhile: this one's inbox entry goes.
             Ok(Outcome::Refused(r)) => {
-                self.store.inbox_remove(&user, &id).await.map_err(store_down)?;
+                match queued {
+                    true => self.unkeep(&user, &id).await,
+                    false => self.store.inbox_remove(&user, &id).await.map_err(store_down)?,
+                }
                 let r =
                     r.ok_or_else(|| Unavailable { code: "busy", message: "try again".into() })?;
                 Ok((first_answer(&r), false))
             }
             Err(e) => {
                 // Not published: the inbox entry goes too, so a retry keeps one.
-                let _ = self.store.inbox_remove(&user, &id).await;
+                match queued {
+                    true => self.unkeep(&user, &id).await,
+                    false => drop(self.store.inbox_remove(&user, &id).await),
+                }
                 Err(e)
             }
         }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use store_client::{EmbeddedOutbox, FinalTask, FinalTurn, Persister, TurnRecord};
+use store_client::{
+    EmbeddedOutbox, FinalTask, FinalTurn, InboxRecord, Outbox, Persister, TurnRecord,
+};
 use wire::task::Task;
 
 use crate::backplane::redis::RedisOutbox;
@@ -70,6 +72,17 @@ pub trait TurnSink: Send + Sync {
     async fn interrupted_tasks(&self) -> Result<Vec<Task>, String> {
         Ok(Vec::new())
     }
+
+    /// A notification the inbox could not take (the store is down) is kept for the store before
+    /// it is published (Redis: its record is in the log already, as a turn's state is).
+    async fn keep_note(&self, note: &InboxRecord) -> Result<(), Unavailable>;
+
+    /// A kept notification was not published after all: it must not reach the inbox.
+    async fn drop_note(&self, user: &str, id: &str);
+}
+
+fn note_not_dropped(id: &str, e: store_client::StoreError) {
+    tracing::error!(id, error = %e, "an unpublished notification stays in the outbox");
 }
 
 fn outbox_down(what: &str, id: &str, e: impl std::fmt::Display) -> Unavailable {
@@ -124,6 +137,21 @@ impl TurnSink for EmbeddedSink {
 
     async fn interrupted_tasks(&self) -> Result<Vec<Task>, String> {
         self.outbox.interrupted_tasks().await.map_err(|e| e.to_string())
+    }
+
+    async fn keep_note(&self, note: &InboxRecord) -> Result<(), Unavailable> {
+        self.outbox
+            .enqueue_note(note)
+            .await
+            .map_err(|e| outbox_down("notification", &note.id, e))?;
+        Ok(())
+    }
+
+    async fn drop_note(&self, _user: &str, id: &str) {
+        let key = store_client::note_key(id);
+        if let Err(e) = self.outbox.complete(&key).await {
+            note_not_dropped(id, e);
+        }
     }
 
     fn ended(&self) {
@@ -196,6 +224,17 @@ impl TurnSink for RedisSink {
         _copy: Option<FinalTask>,
     ) -> Result<(), Unavailable> {
         self.outbox.add(&store_client::task_key(task_id), user).await.map_err(redis_down)
+    }
+
+    async fn keep_note(&self, note: &InboxRecord) -> Result<(), Unavailable> {
+        let key = store_client::note_key(&note.id);
+        self.outbox.add(&key, &note.user_id).await.map_err(redis_down)
+    }
+
+    async fn drop_note(&self, _user: &str, id: &str) {
+        if let Err(e) = self.outbox.complete(&store_client::note_key(id)).await {
+            note_not_dropped(id, e);
+        }
     }
 
     fn ended(&self) {

@@ -16,7 +16,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 
 use super::{AsideFilter, Outbox, OutboxStats, Pending, SetAside, now_ms};
-use crate::{Final, FinalTask, FinalTurn, StoreError, TurnRecord};
+use crate::{Final, FinalTask, FinalTurn, InboxRecord, StoreError, TurnRecord};
 use wire::task::Task;
 
 pub struct EmbeddedOutbox {
@@ -75,15 +75,21 @@ impl EmbeddedOutbox {
     /// whether it was added.
     pub async fn enqueue(&self, turn: &FinalTurn) -> Result<bool, StoreError> {
         let t = &turn.turn;
-        self.enqueue_final(&t.turn_id, &t.conversation_id, &Final::Turn(turn.clone()), CLOSE_TURN)
-            .await
+        let entry = Final::Turn(turn.clone());
+        self.enqueue_final(&t.turn_id, &t.conversation_id, &entry, Some(CLOSE_TURN)).await
     }
 
     /// Records a terminal task, as [`enqueue`](Self::enqueue) does a turn.
     pub async fn enqueue_task(&self, task: &FinalTask) -> Result<bool, StoreError> {
         let t = &task.task;
         let key = crate::types::task_key(&t.task_id);
-        self.enqueue_final(&key, &t.context_id, &Final::Task(task.clone()), CLOSE_TASK).await
+        self.enqueue_final(&key, &t.context_id, &Final::Task(task.clone()), Some(CLOSE_TASK)).await
+    }
+
+    /// Records a notification the inbox could not take when it was sent (the store was down).
+    pub async fn enqueue_note(&self, note: &InboxRecord) -> Result<bool, StoreError> {
+        let key = crate::types::note_key(&note.id);
+        self.enqueue_final(&key, &note.user_id, &Final::Note(note.clone()), None).await
     }
 
     /// One synced transaction: the entry added under `key`, its open note (`close`) removed.
@@ -92,13 +98,14 @@ impl EmbeddedOutbox {
         key: &str,
         group: &str,
         entry: &Final,
-        close: &'static str,
+        close: Option<&'static str>,
     ) -> Result<bool, StoreError> {
         let payload =
             serde_json::to_string(entry).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let id = match entry {
             Final::Turn(t) => &t.turn.turn_id,
             Final::Task(t) => &t.task.task_id,
+            Final::Note(n) => &n.id,
         };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let added = sqlx::query(ENQUEUE)
@@ -109,7 +116,9 @@ impl EmbeddedOutbox {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query(close).bind(id).execute(&mut *tx).await?;
+        if let Some(close) = close {
+            sqlx::query(close).bind(id).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(added == 1)
     }

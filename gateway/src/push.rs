@@ -153,6 +153,7 @@ impl PushSender {
                 let due = now + backoff(attempts).as_millis() as i64;
                 tracing::info!(key = %e.key, attempts, error = %why, "push failed; will retry");
                 self.store.push_retry(&e.key, attempts, due).await?;
+                self.metrics.push_retried.increment(1);
             }
             Answer::Retry(why) | Answer::Final(why) => {
                 tracing::warn!(key = %e.key, error = %why, "push given up");

@@ -73,3 +73,41 @@ async fn a_chaotic_scenario_across_two_redis_nodes_has_no_violation() {
     assert!(report.reconnects > 10 && report.resume.count > 10, "{}", report.table());
     assert!(report.events >= 3 * report.published / 2, "every event reached several devices");
 }
+
+/// Issue 11: the load tester's push scenario against the real binary: notifications to users
+/// with no endpoint reach its webhook receiver exactly once each, signed and keyed, including
+/// those whose first attempt it refuses (the retry keeps the key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_users_are_pushed_once_each_through_the_load_testers_receiver() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let secret = "push-secret-0123456789";
+    let url = format!("http://{listen}/push");
+    let gw = TestGateway::start(&[
+        ("GATEWAY_PUSH_WEBHOOK_URL", &url),
+        ("GATEWAY_PUSH_WEBHOOK_SECRET", secret),
+    ]);
+    let scenario = Scenario {
+        url: gw.url(""),
+        users: 2,
+        devices: 1,
+        push_offline: 200,
+        webhook_listen: listen,
+        webhook_secret: secret.into(),
+        webhook_refuse: 0.2,
+        settle_s: 20.0,
+        ..Scenario::default()
+    };
+    let tokens = Tokens::from_args(
+        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
+        600,
+    )
+    .unwrap();
+    let report = runner::run(scenario, tokens, RunOptions::default()).await.unwrap();
+    println!("{}", report.table());
+    assert!(report.clean(), "every push once, signed and keyed: {}", report.table());
+    assert_eq!(gw.metric("gateway_push_total{result=\"sent\"}").await, 200.0);
+    assert_eq!(gw.metric("gateway_push_total{result=\"failed\"}").await, 0.0);
+    let retried = gw.metric("gateway_push_total{result=\"retried\"}").await;
+    assert!(retried > 10.0, "about a fifth refused once and retried: {retried}");
+}

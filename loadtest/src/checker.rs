@@ -36,6 +36,9 @@ pub enum Kind {
     /// An A2A follower's artifact chunk missing, repeated or out of order, or no terminal
     /// update (the tasks scenario).
     A2aUpdate,
+    /// A push to an offline user never accepted by the webhook, sent again after a 2xx, badly
+    /// signed or without `Idempotency-Key` (the push scenario).
+    Push,
 }
 
 /// Counts violations by kind and keeps a few examples to print.

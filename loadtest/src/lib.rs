@@ -7,7 +7,8 @@
 //! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume);
 //! - [`tasks`]: long tasks with artifact streams, followed over A2A with chaos resumes;
 //! - [`producer`]: turns, deltas and notifications; [`storm`]: a notification storm against
-//!   preferences; [`checker`]: the promises, checked;
+//!   preferences; [`pushes`]: pushes to offline users, checked by the [`webhook`] receiver
+//!   (signature, key, never twice); [`checker`]: the promises, checked;
 //! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios;
 //! - [`baseline`]: a bare tokio-tungstenite fan-out, the yardstick for saturated throughput;
 //! - [`soak`]: minutes of chaos traffic through faults on a schedule, memory sampled ([`proxy`]
@@ -21,6 +22,7 @@ pub mod endpoint;
 pub mod gateway_probe;
 pub mod producer;
 pub mod proxy;
+pub mod pushes;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -29,3 +31,4 @@ pub mod stats;
 pub mod storm;
 pub mod tasks;
 pub mod tokens;
+pub mod webhook;

@@ -98,8 +98,11 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
         || scenario.burst_deltas > 0
         || scenario.notify_storm > 0
         || scenario.tasks > 0
+        || scenario.push_offline > 0
     {
-        if scenario.tasks > 0 {
+        if scenario.push_offline > 0 {
+            crate::pushes::run(ctx.clone()).await?;
+        } else if scenario.tasks > 0 {
             crate::tasks::run(ctx.clone()).await?;
         } else if scenario.notify_storm > 0 {
             crate::storm::run(ctx.clone()).await?;

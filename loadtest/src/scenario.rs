@@ -66,6 +66,17 @@ scenario! {
     /// Of those tasks, this many are also followed over A2A `SubscribeToTask`, dropped at
     /// `chaos_rate` and resumed with `Last-Event-ID`.
     a2a_followers: u32 = 0,
+    /// Instead of turns: this many `high` notifications, each to a user with no endpoint, which
+    /// the gateway must push to the webhook receiver this run starts (`webhook_listen`).
+    push_offline: u32 = 0,
+    /// Where the webhook receiver listens (the gateway's GATEWAY_PUSH_WEBHOOK_URL is
+    /// `http://<this>/push`); 127.0.0.1 only.
+    webhook_listen: String = "127.0.0.1:18099".into(),
+    /// The gateway's GATEWAY_PUSH_WEBHOOK_SECRET, to verify `X-Gateway-Signature`.
+    webhook_secret: String = String::new(),
+    /// Share of keys whose first push the receiver refuses with 503 (their retry must keep
+    /// the key).
+    webhook_refuse: f64 = 0.2,
     /// Fraction of endpoints dropping and resuming per second (chaos).
     chaos_rate: f64 = 0.0,
     /// New connections per second while connecting.

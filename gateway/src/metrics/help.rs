@@ -43,7 +43,11 @@ pub const HELP: &[(&str, char, &str)] = &[
     ),
     ("gateway_notification_digests_total", 'c', "notification.digest events published"),
     ("gateway_notification_marks_total", 'c', "Inbox marks (HTTP and client frames)"),
-    ("gateway_push_total", 'c', "Push webhook calls by result (queued, sent, failed, retracted)"),
+    (
+        "gateway_push_total",
+        'c',
+        "Push webhook calls by result (queued, sent, failed for good, retried, retracted)",
+    ),
     ("gateway_push_pending", 'g', "Push calls waiting in the push outbox"),
     ("gateway_log_bytes", 'g', "Bytes held by the user logs (or log caches) of this node"),
     (

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub push_sent: Counter,
     pub push_failed: Counter,
     pub push_retracted: Counter,
+    /// Calls that failed and will be tried again (a flapping webhook).
+    pub push_retried: Counter,
     /// Notifications by disposition: delivered, held, digested, suppressed.
     pub dispositions: [Counter; 4],
     /// Notifications by priority: low, normal, high, critical.
@@ -180,6 +182,7 @@ impl Metrics {
             push_sent: counter("gateway_push_total", &[("result", "sent")]),
             push_failed: counter("gateway_push_total", &[("result", "failed")]),
             push_retracted: counter("gateway_push_total", &[("result", "retracted")]),
+            push_retried: counter("gateway_push_total", &[("result", "retried")]),
             priorities: ["low", "normal", "high", "critical"]
                 .map(|p| counter("gateway_notifications_by_priority_total", &[("priority", p)])),
             categories: dashmap::DashMap::new(),

@@ -43,6 +43,9 @@ pub struct BenchArgs {
     pub redis: bool,
 }
 
+/// The column of the paced floor server ([`crate::floor`]).
+const FLOOR: &str = "floor (bare paced fan-out)";
+
 pub(crate) const SECRET: &str = "loadtest-bench-secret-0123456789";
 
 /// The named scenarios.
@@ -55,6 +58,8 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
         // 250 tokens at 50/s: 5 s turns, so `concurrent` turns stream at once after the ramp.
         tokens_per_turn: 250,
         token_rate: 50.0,
+        // As a model's tokens come out of an orchestrator (and as the independent client sent).
+        token_bytes: 64,
         turn_rate: concurrent * scale / 5.0,
         max_turns: (concurrent * scale).round() as u32,
         ..base.clone()
@@ -73,12 +78,12 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
         ),
         (
             "stream20k",
-            "2,000 endpoints (1,000 users × 2), 200 concurrent turns at 50 tokens/s: 20,000 deliveries/s",
+            "2,000 endpoints (1,000 users × 2), 200 concurrent turns at 50 tokens/s (64-byte deltas, one NDJSON request per turn, each on its own jittered timer): 20,000 deliveries/s",
             stream(200.0),
         ),
         (
             "stream",
-            "2,000 endpoints (1,000 users × 2), 500 concurrent turns at 50 tokens/s: 50,000 deliveries/s",
+            "2,000 endpoints (1,000 users × 2), 500 concurrent turns at 50 tokens/s (as stream20k): 50,000 deliveries/s",
             stream(500.0),
         ),
         (
@@ -298,6 +303,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             targets.push(("rust (redis, 1 node)", Kind::Redis(1)));
             targets.push(("rust (redis, 2 nodes)", Kind::Redis(2)));
         }
+        // The floor carries only the paced streaming shapes (no SSE, resume or notifications).
+        if name.starts_with("stream") {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.arg("floor-server");
+            targets.push((FLOOR, Kind::Process(c)));
+        }
         if let Some(dir) = &args.node_peer {
             let mut c = Command::new("node");
             c.arg("server.js").current_dir(dir);
@@ -461,6 +472,21 @@ fn markdown(results: &[ScenarioResults], args: &BenchArgs) -> String {
             let _ = write!(s, "| {label} |");
             for (_, r) in row {
                 let _ = write!(s, " {} |", get(r));
+            }
+            let _ = writeln!(s);
+        }
+        for (label, of) in [
+            ("CPU per delivered event ÷ the floor's", FLOOR),
+            ("CPU per delivered event ÷ the Node peer's", "node peer"),
+        ] {
+            let Some(base) =
+                row.iter().find(|(t, _)| *t == of).and_then(|(_, r)| r.gateway.cpu_us_per_event)
+            else {
+                continue;
+            };
+            let _ = write!(s, "| {label} |");
+            for (_, r) in row {
+                let _ = write!(s, " {} |", f(r.gateway.cpu_us_per_event.map(|c| c / base), 2));
             }
             let _ = writeln!(s);
         }

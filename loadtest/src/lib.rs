@@ -11,6 +11,8 @@
 //!   (signature, key, never twice); [`checker`]: the promises, checked;
 //! - [`runner`]: one run → [`report::Report`]; [`bench`]: the standard scenarios;
 //! - [`baseline`]: a bare tokio-tungstenite fan-out, the yardstick for saturated throughput;
+//!   [`floor`]: the least server that carries the paced stream scenarios, the yardstick for CPU
+//!   per delivered event;
 //! - [`soak`]: minutes of chaos traffic through faults on a schedule, memory sampled ([`proxy`]
 //!   takes the store away).
 
@@ -19,6 +21,7 @@ pub mod bench;
 pub mod checker;
 pub mod ctx;
 pub mod endpoint;
+pub mod floor;
 pub mod gateway_probe;
 pub mod producer;
 pub mod proxy;

@@ -59,6 +59,9 @@ enum Cmd {
     /// The bare fan-out server itself (started by `baseline`).
     #[command(hide = true)]
     BaselineServer(BaselineArgs),
+    /// The floor for paced streaming (started by `bench`): just enough of the protocol for the
+    /// stream scenarios, no auth, log or checks; prints `listening on http://…`.
+    FloorServer,
 }
 
 #[tokio::main]
@@ -100,6 +103,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::BaselineServer(args) => {
             baseline::serve(args).await?;
+            true
+        }
+        Cmd::FloorServer => {
+            loadtest::floor::serve().await?;
             true
         }
     };

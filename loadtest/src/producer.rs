@@ -293,7 +293,11 @@ struct TurnStream {
 impl TurnStream {
     fn new(ctx: &SharedCtx, turn_id: String) -> Self {
         let s = &ctx.scenario;
-        let mut tick = interval(Duration::from_secs_f64(1.0 / s.token_rate));
+        // Each turn on its own timer, its phase drawn at random: a real orchestrator's turns do
+        // not tick together (a shared tick would send every turn's delta at once).
+        let period = Duration::from_secs_f64(1.0 / s.token_rate);
+        let phase = period.mul_f64(rand::rng().random_range(0.0..1.0));
+        let mut tick = tokio::time::interval_at(Instant::now() + phase, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         TurnStream {
             turn_id,

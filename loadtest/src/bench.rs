@@ -45,6 +45,8 @@ pub struct BenchArgs {
 
 /// The column of the paced floor server ([`crate::floor`]).
 const FLOOR: &str = "floor (bare paced fan-out)";
+/// The reconnect-storm scenario (Redis mode only).
+const DRAIN_STORM: &str = "drainstorm";
 
 pub(crate) const SECRET: &str = "loadtest-bench-secret-0123456789";
 
@@ -139,6 +141,20 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
             "chaos",
             "stream20k with 5% of endpoints dropping and resuming every second",
             Scenario { chaos_rate: 0.05, ..stream(200.0) },
+        ),
+        (
+            DRAIN_STORM,
+            "Redis mode, 2 nodes: 10,000 endpoints (5,000 users × 2, one of each user's devices on each node) while turns stream; node 0 is drained 5 s in and every endpoint it held comes back on node 1 at once and resumes (the reconnect storm)",
+            Scenario {
+                users: users(5000.0),
+                devices: 2,
+                tokens_per_turn: 50,
+                token_rate: 50.0,
+                turn_rate: 20.0,
+                max_turns: 40,
+                drain_after_s: 5.0,
+                ..base.clone()
+            },
         ),
         (
             "saturate",
@@ -299,7 +315,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         }
         let mut row = Vec::new();
         let mut targets = vec![("rust (embedded)", Kind::Process(Command::new(&gateway_bin)))];
-        if args.redis {
+        if name == DRAIN_STORM {
+            // A drain moves endpoints to another node: only Redis mode with two nodes has one.
+            targets.clear();
+        }
+        if args.redis && name == DRAIN_STORM {
+            targets.push(("rust (redis, 2 nodes)", Kind::Redis(2)));
+        } else if args.redis {
             targets.push(("rust (redis, 1 node)", Kind::Redis(1)));
             targets.push(("rust (redis, 2 nodes)", Kind::Redis(2)));
         }
@@ -309,10 +331,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             c.arg("floor-server");
             targets.push((FLOOR, Kind::Process(c)));
         }
-        if let Some(dir) = &args.node_peer {
+        if let Some(dir) = args.node_peer.as_ref().filter(|_| name != DRAIN_STORM) {
             let mut c = Command::new("node");
             c.arg("server.js").current_dir(dir);
             targets.push(("node peer", Kind::Process(c)));
+        }
+        if targets.is_empty() {
+            eprintln!("== {name}: needs --redis; skipped");
+            continue;
         }
         for (target_name, kind) in targets {
             eprintln!("== {name} on {target_name}");
@@ -432,6 +458,12 @@ fn markdown(results: &[ScenarioResults], args: &BenchArgs) -> String {
             ("device spread p99 ms", Box::new(|r: &Report| format!("{:.2}", r.spread.p99_ms))),
             ("resume p99 ms", Box::new(|r: &Report| format!("{:.2}", r.resume.p99_ms))),
             ("burst: last device ms", Box::new(move |r: &Report| f(r.burst_ms, 1))),
+            (
+                "drain → last endpoint resumed elsewhere ms (endpoints)",
+                Box::new(|r: &Report| {
+                    r.reconnect_storm.map_or("n/a".into(), |(ms, n)| format!("{ms:.0} ({n})"))
+                }),
+            ),
             (
                 "closes by code (server-sent)",
                 Box::new(|r: &Report| {

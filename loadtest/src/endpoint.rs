@@ -105,6 +105,7 @@ impl Endpoint {
         let took = started.elapsed().as_micros() as u64;
         if *connected_once {
             self.ctx.stats.resume.record(self.idx, took);
+            self.ctx.stats.last_resume_us.fetch_max(self.ctx.now_us(), Ordering::Relaxed);
         } else {
             self.ctx.stats.connect.record(self.idx, took);
             self.ctx.connected.fetch_add(1, Ordering::Relaxed);

@@ -59,6 +59,9 @@ pub struct Report {
     pub violations_total: u64,
     pub violation_examples: Vec<String>,
     pub burst_ms: Option<f64>,
+    /// The drain of the first node → the last of its endpoints resumed elsewhere (and how many
+    /// resumed after it).
+    pub reconnect_storm: Option<(f64, u64)>,
     pub gateway: GatewayFigures,
 }
 
@@ -95,6 +98,12 @@ impl Report {
         );
         if let Some(b) = self.burst_ms {
             let _ = writeln!(s, "burst              last device had it after {b:.1} ms");
+        }
+        if let Some((ms, n)) = self.reconnect_storm {
+            let _ = writeln!(
+                s,
+                "reconnect storm    node 0 drained: {n} endpoints resumed elsewhere, the last {ms:.0} ms after the drain"
+            );
         }
         let _ =
             writeln!(s, "\nlatency (ms)        count      p50      p90      p99    p99.9      max");

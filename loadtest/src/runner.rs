@@ -92,7 +92,12 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
     // Load.
     let started = Instant::now();
     let events_before = Stats::get(&ctx.stats.events);
+    let resumes_before = ctx.stats.resume_count();
     let ticker = spawn_ticker(ctx.clone(), bar.clone());
+    let drain = (scenario.drain_after_s > 0.0 && ctx.bases.len() > 1)
+        .then(|| opts.gateway_pids.first().copied())
+        .flatten()
+        .map(|pid| spawn_drain(ctx.clone(), pid, scenario.drain_after_s));
     let mut burst_ms = None;
     if scenario.burst
         || scenario.burst_deltas > 0
@@ -143,6 +148,7 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
         _ => None,
     };
     let load_secs = load_elapsed.as_secs_f64().max(1e-9);
+    let reconnect_storm = storm(&ctx, drain, resumes_before).await;
     Ok(Report {
         scenario,
         endpoints: n as u64,
@@ -170,6 +176,7 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
         violations_total: ctx.violations.total(),
         violation_examples: ctx.violations.examples(),
         burst_ms,
+        reconnect_storm,
         gateway: GatewayFigures {
             rss_before: before.rss_bytes,
             rss_connected: held.rss_bytes,
@@ -184,6 +191,29 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
                 .map(|c| c * 1e6 / events_window as f64),
         },
     })
+}
+
+/// Drains node `pid` (SIGTERM) `after_s` into the load; resolves with when (µs into the run).
+fn spawn_drain(ctx: SharedCtx, pid: u32, after_s: f64) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs_f64(after_s)).await;
+        let at = ctx.now_us();
+        let _ =
+            tokio::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        at
+    })
+}
+
+/// The reconnect storm a drain caused: its start to the last resumed `hello`, and the resumes.
+async fn storm(
+    ctx: &SharedCtx,
+    drain: Option<tokio::task::JoinHandle<u64>>,
+    resumes_before: u64,
+) -> Option<(f64, u64)> {
+    let at = drain?.await.ok()?;
+    let last = ctx.stats.resume_count().saturating_sub(resumes_before);
+    let end = ctx.stats.last_resume_us.load(Ordering::Relaxed);
+    Some((end.saturating_sub(at) as f64 / 1000.0, last))
 }
 
 /// Waits until every endpoint has every event the producer was told about; false on timeout.

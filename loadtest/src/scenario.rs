@@ -77,6 +77,10 @@ scenario! {
     /// Share of keys whose first push the receiver refuses with 503 (their retry must keep
     /// the key).
     webhook_refuse: f64 = 0.2,
+    /// Several nodes: this many seconds into the load the first node (the first `--gateway-pid`)
+    /// is drained with SIGTERM; every endpoint on it comes back on another node and resumes at
+    /// once (the reconnect storm). 0: no drain.
+    drain_after_s: f64 = 0.0,
     /// Fraction of endpoints dropping and resuming per second (chaos).
     chaos_rate: f64 = 0.0,
     /// New connections per second while connecting.

@@ -95,9 +95,16 @@ pub struct Stats {
     pub turns_started: AtomicU64,
     pub notifications_sent: AtomicU64,
     pub closes: Mutex<BTreeMap<String, u64>>,
+    /// When (µs into the run) the latest resumed `hello` arrived: the end of a reconnect storm.
+    pub last_resume_us: AtomicU64,
 }
 
 impl Stats {
+    /// Resumed `hello`s so far.
+    pub fn resume_count(&self) -> u64 {
+        self.resume.merged().len()
+    }
+
     pub fn close(&self, code: Option<u16>) {
         let key = code.map_or("none".to_owned(), |c| c.to_string());
         *self.closes.lock().entry(key).or_default() += 1;

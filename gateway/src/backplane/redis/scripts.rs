@@ -113,9 +113,12 @@ for i = events, #ARGV do
 end
 if expect == '' then return {1, first, last, 0} end
 local version = redis.call('HINCRBY', r, 'v', 1)
-if not v and first > 0 then redis.call('HSET', r, 'seq0', first) end
-if last > 0 then redis.call('HSET', r, 'seq', last) end
-for i = 11, 10 + 2 * nset, 2 do redis.call('HSET', r, ARGV[i], ARGV[i + 1]) end
+-- One HSET for every field (this runs for every token: each call costs Redis CPU).
+local set = {}
+if not v and first > 0 then set[#set + 1] = 'seq0'; set[#set + 1] = first end
+if last > 0 then set[#set + 1] = 'seq'; set[#set + 1] = last end
+for i = 11, 10 + 2 * nset do set[#set + 1] = ARGV[i] end
+if #set > 0 then redis.call('HSET', r, unpack(set)) end
 local made = {}
 if #text > 0 and redis.call('APPEND', KEYS[4], text) == #text then made[#made + 1] = KEYS[4] end
 for i = 11 + 2 * nset, events - 1 do
@@ -125,7 +128,7 @@ if keep == '0' then
   for k = 3, 5 do redis.call('PERSIST', KEYS[k]) end
 elseif keep ~= '' then
   for k = 3, 5 do redis.call('PEXPIRE', KEYS[k], keep) end
-else
+elseif #made > 0 then
   local ttl = redis.call('PTTL', r)
   if ttl > 0 then for _, k in ipairs(made) do redis.call('PEXPIRE', k, ttl) end end
 end

@@ -189,7 +189,7 @@ impl Notifications {
     /// Decides a notification's disposition, keeps it in the inbox and publishes it when
     /// delivered; a repeated dedup key within the window answers the first id and
     /// disposition, `seq` null, nothing added. The inbox comes first: nothing is published
-    /// that the inbox does not hold (a store outage is a 503, and the producer sends again).
+    /// that the inbox (or, while the store is down, the outbox on its way to it) does not hold.
     pub async fn notify(
         &self,
         req: CreateNotification,

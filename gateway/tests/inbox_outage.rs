@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use wire::EventBody;
 
 const WAIT: Duration = Duration::from_secs(20);
+/// The outbox lease (store_client's RetryPolicy) and a margin.
+const LEASE_AND_MORE: Duration = Duration::from_secs(80);
 
 struct Pg {
     proxy: common::pg::proxy::Proxy,
@@ -56,7 +58,11 @@ async fn send(gw: &TestGateway, user: &str, title: &str, key: Option<&str>) -> V
 
 /// Waits until the user's inbox holds `n` notifications; returns the page.
 async fn inbox(gw: &TestGateway, user: &str, n: usize) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    inbox_within(gw, user, n, WAIT).await
+}
+
+async fn inbox_within(gw: &TestGateway, user: &str, n: usize, wait: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let path = format!("/v1/users/{user}/notifications?limit=200");
         let (s, page) = gw.get_json(&path, &token(user, None)).await;
@@ -157,7 +163,9 @@ async fn in_redis_mode_another_node_stores_what_a_dead_node_kept() {
 
     pg.proxy.set_up(true);
     let b = node("node-b");
-    let page = inbox(&b, "rex", 5).await;
+    // An entry the dead node was trying at the moment it died stays leased to it for the
+    // lease (60 s) before another node takes it: wait past that.
+    let page = inbox_within(&b, "rex", 5, LEASE_AND_MORE).await;
     let stored = ids(&page);
     for id in &sent {
         assert_eq!(stored.iter().filter(|s| *s == id).count(), 1, "{id} once: {page}");

@@ -216,18 +216,18 @@ impl Persister {
                 c.failing.store(true, Ordering::Relaxed);
                 let attempts = p.attempts + 1;
                 let delay = self.policy.delay(attempts);
-                tracing::warn!(turn_id = %id, attempts, ?delay, error = %e, "storing a turn failed; will retry");
+                tracing::warn!(key = %id, attempts, ?delay, error = %e, "storing an outbox entry failed; will retry");
                 self.outbox.reschedule(&id, attempts, delay, &e.to_string()).await
             }
             Err(e) => {
                 c.set_aside.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(turn_id = %id, error = %e, "the store refused a turn; set aside");
+                tracing::error!(key = %id, error = %e, "the store refused an outbox entry; set aside");
                 self.outbox.set_aside(&id, &e.to_string()).await
             }
         };
         // The lease runs out and the entry is claimed again: nothing is lost.
         if let Err(e) = outcome {
-            tracing::warn!(turn_id = %id, error = %e, "outbox update failed; the entry comes back after its lease");
+            tracing::warn!(key = %id, error = %e, "outbox update failed; the entry comes back after its lease");
         }
     }
 }

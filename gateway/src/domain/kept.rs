@@ -52,9 +52,14 @@ impl Notifications {
         Ok((*known).max(unread))
     }
 
-    /// A kept notification was not published: out of the outbox.
+    /// A kept notification was not published: out of the outbox (Redis: its record goes too).
     pub(super) async fn unkeep(&self, user: &str, id: &str) {
         self.sink.drop_note(user, id).await;
+        if !self.sink.wants_copy()
+            && let Err(e) = self.stored(user, id).await
+        {
+            tracing::warn!(%id, error = %e, "an unpublished notification's record stays in Redis");
+        }
     }
 
     /// The kept notification `id` as the Redis outbox stores it.

@@ -52,6 +52,9 @@ pub struct Turns {
     local: DashMap<String, Arc<Mutex<Local>>>,
     /// Where the time from a turn's start to its first delta is observed.
     first_delta: Option<Arc<crate::metrics::Buckets>>,
+    /// The `traceparent` of the turns created here with one (traces exported), read without
+    /// waiting for a turn's lock by every request that continues the turn.
+    traces: DashMap<String, String>,
 }
 
 /// What this node knows of a turn.
@@ -69,7 +72,7 @@ fn index_key(turn_id: &str) -> String {
 
 impl Turns {
     pub fn new(log: Arc<dyn Backplane>, sink: Arc<dyn TurnSink>, cfg: TurnsConfig) -> Self {
-        Turns { log, sink, cfg, local: DashMap::new(), first_delta: None }
+        Turns { log, sink, cfg, local: DashMap::new(), first_delta: None, traces: DashMap::new() }
     }
 
     /// Observes the time from each turn's start to its first delta in `h`.
@@ -93,6 +96,9 @@ impl Turns {
 
     /// The `traceparent` kept on a turn this node works on, if it knows it without a round trip.
     pub fn trace_of(&self, turn_id: &str) -> Option<String> {
+        if let Some(tp) = self.traces.get(turn_id) {
+            return Some(tp.clone());
+        }
         let local = self.local.get(turn_id)?.clone();
         let l = local.try_lock().ok()?;
         l.rec.as_ref().and_then(|r| r.trace.clone())
@@ -138,6 +144,9 @@ impl Turns {
         }
         let now = now_ms();
         let mut rec = TurnRec::new(&req.user_id, &req.conversation_id, req.meta.clone(), now);
+        if let Some(tp) = &req.trace {
+            self.traces.insert(turn_id.clone(), tp.clone());
+        }
         rec.trace = req.trace;
         let start = EventBody::TurnStart {
             turn_id: turn_id.clone(),
@@ -316,6 +325,7 @@ impl Turns {
         if self.sink.checkpoints() {
             self.checkpoint().await;
         }
+        self.traces.retain(|turn_id, _| self.local.contains_key(turn_id));
         self.local.retain(|_, l| {
             l.try_lock().map_or(true, |l| l.used.is_some_and(|u| u.elapsed() < LOCAL_FOR))
         });

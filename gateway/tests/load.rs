@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use loadtest::runner::{self, RunOptions};
-use loadtest::scenario::{Scenario, TokenArgs};
+use loadtest::scenario::Scenario;
 use loadtest::tokens::Tokens;
 
 fn chaotic(url: String) -> Scenario {
@@ -28,11 +28,7 @@ fn chaotic(url: String) -> Scenario {
 async fn a_chaotic_mixed_scenario_has_no_violation() {
     let gw = TestGateway::start(&[]);
     let scenario = chaotic(gw.url(""));
-    let tokens = Tokens::from_args(
-        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
-        600,
-    )
-    .unwrap();
+    let tokens = Tokens::minted(SECRET, 600);
     let report = runner::run(
         scenario,
         tokens,
@@ -61,11 +57,7 @@ async fn a_chaotic_scenario_across_two_redis_nodes_has_no_violation() {
     let a = TestGateway::start(&env);
     let b = TestGateway::start(&env);
     let scenario = chaotic(format!("{},{}", a.url(""), b.url("")));
-    let tokens = Tokens::from_args(
-        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
-        600,
-    )
-    .unwrap();
+    let tokens = Tokens::minted(SECRET, 600);
     let opts = RunOptions { gateway_pids: vec![a.pid(), b.pid()], ..Default::default() };
     let report = runner::run(scenario, tokens, opts).await.unwrap();
     println!("{}", report.table());
@@ -98,11 +90,7 @@ async fn offline_users_are_pushed_once_each_through_the_load_testers_receiver() 
         settle_s: 20.0,
         ..Scenario::default()
     };
-    let tokens = Tokens::from_args(
-        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
-        600,
-    )
-    .unwrap();
+    let tokens = Tokens::minted(SECRET, 600);
     let report = runner::run(scenario, tokens, RunOptions::default()).await.unwrap();
     println!("{}", report.table());
     assert!(report.clean(), "every push once, signed and keyed: {}", report.table());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use loadtest::runner::{self, RunOptions};
-use loadtest::scenario::{Scenario, TokenArgs};
+use loadtest::scenario::Scenario;
 use loadtest::tokens::Tokens;
 
 struct Nginx(Child);
@@ -96,11 +96,7 @@ async fn chaos_through_nginx_in_front_of_two_nodes_with_one_drained_has_no_viola
         chaos_rate: 0.2,
         ..Scenario::default()
     };
-    let tokens = Tokens::from_args(
-        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
-        600,
-    )
-    .unwrap();
+    let tokens = Tokens::minted(SECRET, 600);
     let opts = RunOptions { gateway_pids: vec![a.pid(), b.pid()], ..Default::default() };
     let run = tokio::spawn(runner::run(scenario, tokens, opts));
     tokio::time::sleep(Duration::from_millis(2500)).await;

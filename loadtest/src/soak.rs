@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::bench::{SECRET, start_node};
 use crate::proxy::Proxy;
 use crate::runner::{self, RunOptions};
-use crate::scenario::{Scenario, TokenArgs};
+use crate::scenario::Scenario;
 use crate::tokens::Tokens;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -113,10 +113,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<bool> {
         chaos_rate: 0.02,
         ..Scenario::default()
     };
-    let tokens = Tokens::from_args(
-        &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
-        7200,
-    )?;
+    let tokens = Tokens::minted(SECRET, 7200);
     let opts = RunOptions { gateway_pids: Vec::new(), backend_pids: Vec::new(), progress: false };
     let started = Instant::now();
     let load = tokio::spawn(runner::run(scenario, tokens, opts));

@@ -40,6 +40,11 @@ impl Tokens {
         }
     }
 
+    /// Tokens minted with an HS256 `secret`, valid `ttl` seconds, without `tid`.
+    pub fn minted(secret: &str, ttl: u64) -> Self {
+        Tokens::Minted { key: EncodingKey::from_secret(secret.as_bytes()), ttl, tenants: 0 }
+    }
+
     fn mint(&self, sub: &str, scope: Option<&str>, tenant: Option<u32>) -> anyhow::Result<String> {
         match self {
             Tokens::Minted { key, ttl, tenants } => {

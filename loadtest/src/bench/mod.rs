@@ -16,7 +16,7 @@ pub use scenarios::scenarios;
 
 use crate::report::Report;
 use crate::runner::{self, RunOptions};
-use crate::scenario::{Scenario, TokenArgs};
+use crate::scenario::Scenario;
 use crate::tokens::Tokens;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -215,10 +215,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
             eprintln!("== {name} on {target_name}");
             let target = Target::start(target_name, kind, &gateway_bin).await?;
             let sc = Scenario { url: target.url.clone(), ..scenario.clone() };
-            let tokens = Tokens::from_args(
-                &TokenArgs { secret: Some(SECRET.into()), token_file: None, tenants: 0 },
-                3600,
-            )?;
+            let tokens = Tokens::minted(SECRET, 3600);
             let opts = RunOptions {
                 gateway_pids: target.nodes.iter().filter_map(|c| c.id()).collect(),
                 backend_pids: target.redis.iter().filter_map(|c| c.id()).collect(),

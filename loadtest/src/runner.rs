@@ -205,12 +205,18 @@ fn spawn_drain(ctx: SharedCtx, pid: u32, after_s: f64) -> tokio::task::JoinHandl
 }
 
 /// The reconnect storm a drain caused: its start to the last resumed `hello`, and the resumes.
+/// A drain not due before the run ended is called off (no node is drained after measuring).
 async fn storm(
     ctx: &SharedCtx,
     drain: Option<tokio::task::JoinHandle<u64>>,
     resumes_before: u64,
 ) -> Option<(f64, u64)> {
-    let at = drain?.await.ok()?;
+    let drain = drain?;
+    if !drain.is_finished() {
+        drain.abort();
+        return None;
+    }
+    let at = drain.await.ok()?;
     let last = ctx.stats.resume_count().saturating_sub(resumes_before);
     let end = ctx.stats.last_resume_us.load(Ordering::Relaxed);
     Some((end.saturating_sub(at) as f64 / 1000.0, last))

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-/// mimalloc: 9–15 % less CPU per delivered event than glibc's allocator at paced load (most of
-/// the allocator's share was glibc's free lists), tuned in `tune_allocator` so an idle endpoint
+/// mimalloc: 7–18 % less CPU per delivered event than glibc's allocator at paced load (embedded
+/// and Redis mode), tuned in `tune_allocator` so an idle endpoint
 /// costs no more memory (docs/benchmarks.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -95,8 +95,7 @@ fn hub(cfg: &Config, keep: usize, metrics: &Arc<Metrics>) -> Arc<Hub> {
 
 /// Redis mode: logs, turns, dedup keys, presence and the outbox in Redis, shared by every node.
 pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
-    let metrics = Arc::new(Metrics::new());
-    metrics.tenants.set_top(cfg.metrics_top_tenants as usize);
+    let metrics = metrics(cfg);
     let hub = hub(cfg, NODE_CACHE_EVENTS.min(cfg.log_retention as usize), &metrics);
     let link =
         RedisLink::connect(url, &cfg.redis_prefix, hub.clone()).await.map_err(SetupError::Redis)?;
@@ -128,8 +127,7 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
 
 /// Embedded mode: one process holds every log, turn and presence entry.
 pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
-    let metrics = Arc::new(Metrics::new());
-    metrics.tenants.set_top(cfg.metrics_top_tenants as usize);
+    let metrics = metrics(cfg);
     let hub = hub(cfg, cfg.log_retention as usize, &metrics);
     let store = store(cfg).await?;
     let outbox = Arc::new(EmbeddedOutbox::open(&cfg.data_dir).await.map_err(SetupError::DataDir)?);
@@ -150,7 +148,15 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
     Ok(Parts { hub, backplane, turns, notes, tasks, presence, store, persister, metrics, push })
 }
 
-/// Store write latencies go to `gateway_store_write_seconds`.
+/// The registry, with the per-tenant bound from the settings.
+fn metrics(cfg: &Config) -> Arc<Metrics> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.tenants.set_top(cfg.metrics_top_tenants as usize);
+    metrics
+}
+
+/// Store write latencies go to `gateway_store_write_seconds`; with traces on, each write is a
+/// `store` span.
 fn observe_writes(persister: &Persister, metrics: &Arc<Metrics>) {
     let h = metrics.store_write.clone();
     persister.observe_writes(move |d| h.record(d.as_secs_f64()));

@@ -30,10 +30,15 @@ fn record_name(id: &str) -> String {
 impl Notifications {
     /// Notes the user's unread count as the store just said it.
     pub(super) fn remember_unread(&self, user: &str, unread: u64) {
+        self.make_room(user);
+        self.unread.insert(user.to_owned(), unread);
+    }
+
+    /// Keeps the remembered counts bounded: a new user past [`REMEMBERED`] starts them again.
+    fn make_room(&self, user: &str) {
         if self.unread.len() >= REMEMBERED && !self.unread.contains_key(user) {
             self.unread.clear();
         }
-        self.unread.insert(user.to_owned(), unread);
     }
 
     /// Keeps `n` for the store; returns the unread count its event carries.
@@ -46,15 +51,15 @@ impl Notifications {
             self.log.append_if(a).await?;
         }
         self.sink.keep_note(n).await?;
-        let unread = n.archived_at_ms.is_none() as u64;
+        self.make_room(&n.user_id);
         let mut known = self.unread.entry(n.user_id.clone()).or_insert(0);
-        *known += unread;
-        Ok((*known).max(unread))
+        *known += n.archived_at_ms.is_none() as u64;
+        Ok(*known)
     }
 
     /// A kept notification was not published: out of the outbox (Redis: its record goes too).
     pub(super) async fn unkeep(&self, user: &str, id: &str) {
-        self.sink.drop_note(user, id).await;
+        self.sink.drop_note(id).await;
         if !self.sink.wants_copy()
             && let Err(e) = self.stored(user, id).await
         {

@@ -78,7 +78,7 @@ pub trait TurnSink: Send + Sync {
     async fn keep_note(&self, note: &InboxRecord) -> Result<(), Unavailable>;
 
     /// A kept notification was not published after all: it must not reach the inbox.
-    async fn drop_note(&self, user: &str, id: &str);
+    async fn drop_note(&self, id: &str);
 }
 
 fn note_not_dropped(id: &str, e: store_client::StoreError) {
@@ -147,7 +147,7 @@ impl TurnSink for EmbeddedSink {
         Ok(())
     }
 
-    async fn drop_note(&self, _user: &str, id: &str) {
+    async fn drop_note(&self, id: &str) {
         let key = store_client::note_key(id);
         if let Err(e) = self.outbox.complete(&key).await {
             note_not_dropped(id, e);
@@ -231,7 +231,7 @@ impl TurnSink for RedisSink {
         self.outbox.add(&key, &note.user_id).await.map_err(redis_down)
     }
 
-    async fn drop_note(&self, _user: &str, id: &str) {
+    async fn drop_note(&self, id: &str) {
         if let Err(e) = self.outbox.complete(&store_client::note_key(id)).await {
             note_not_dropped(id, e);
         }

@@ -261,6 +261,13 @@ pub struct Socket {
     id: u64,
 }
 
+impl Socket {
+    /// The TCP stream, for writes that must not wait (`try_write`).
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        self.inner.get_ref()
+    }
+}
+
 impl Drop for Socket {
     fn drop(&mut self) {
         self.admission.closed(self.id);

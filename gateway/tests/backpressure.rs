@@ -107,6 +107,53 @@ async fn a_reader_at_a_tenth_of_the_rate_gets_everything_while_another_goes_at_f
     assert_eq!(gw.metric("gateway_slow_consumer_closes_total").await, 0.0, "no 4008");
 }
 
+/// Events of 12 KB to a client that reads in fits: the socket takes frames in parts, so the
+/// publisher's direct writes stop mid-frame and the endpoint's task finishes them. Every frame
+/// must still arrive whole, once, in order, with its text intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_split_by_a_full_socket_arrive_whole_and_in_order() {
+    let gw = TestGateway::start(&[]);
+    let mut slow = gw.ws("big", "device_id=slow").await;
+    let mut fast = gw.ws("big", "device_id=fast").await;
+    slow.hello().await;
+    fast.hello().await;
+    assert_eq!(gw.create_turn("big", "c", "tbig").await.0, 201);
+    let n = 1_000;
+    let delta = |i: usize| format!("{i:05}{}", "x".repeat(12_000));
+    let last = n as u64 + 2;
+    let reader = |mut ws: WsClient, pause: Option<Duration>| async move {
+        let mut text = String::new();
+        for want in 1..=last {
+            match ws.next().await {
+                Received::Frame(ServerFrame::Event(e)) => {
+                    assert_eq!(e.seq, want, "in order, once");
+                    if let EventBody::TurnDelta { text: t, .. } = e.body {
+                        text.push_str(&t);
+                    }
+                }
+                other => panic!("at seq {want}: {other:?}"),
+            }
+            if let Some(p) = pause.filter(|_| want % 100 == 0) {
+                tokio::time::sleep(p).await;
+            }
+        }
+        text
+    };
+    let slow_reader = tokio::spawn(reader(slow, Some(Duration::from_millis(150))));
+    let fast_reader = tokio::spawn(reader(fast, None));
+    let mut body = String::new();
+    for i in 0..n {
+        body.push_str(&format!("{}\n", json!({"delta": delta(i)})));
+    }
+    body.push_str("{\"end\":{\"status\":\"completed\"}}\n");
+    let (s, _) = gw.send_ndjson("tbig", body).await;
+    assert_eq!(s, 200);
+    let want: String = (0..n).map(delta).collect();
+    assert!(fast_reader.await.unwrap() == want, "the fast device has the text whole");
+    assert!(slow_reader.await.unwrap() == want, "the slow device has the text whole");
+    assert_eq!(gw.metric("gateway_slow_consumer_closes_total").await, 0.0, "no 4008");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stopped_reading_is_closed_4008_once_its_next_event_left_the_log() {
     // 100 events of 256 KiB: far more than socket buffers, and a log of 20 events.

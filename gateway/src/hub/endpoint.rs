@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -20,17 +19,63 @@ use super::{Entry, UserLog};
 /// thousands of times), and the task takes everything queued in one lock.
 #[derive(Debug)]
 pub struct Outbox {
-    /// The queued entries, and the bytes of their JSON.
-    queue: Mutex<(VecDeque<Arc<Entry>>, u32)>,
-    /// At most this many entries are queued (and at most [`QUEUE_BYTES`] unless one alone).
-    depth: u32,
-    /// The close code asked for; 0 while none.
-    code: AtomicU16,
-    /// Events were not queued since the task last looked: it reads them from the log.
-    behind: AtomicBool,
+    /// Everything the hub and the task share, under one lock: 112 bytes in all with the
+    /// `Notify`, so the `Arc` fits mimalloc's 128-byte class (this exists once per endpoint).
+    state: Mutex<State>,
     /// Wakes the task for new events or a close request; `notify_one` keeps a permit, so a
     /// wake-up between the task's check and its wait is not lost.
     notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The queued entries (taken whole by the task, so a `Vec`).
+    entries: Vec<Arc<Entry>>,
+    /// The direct path, when a WebSocket installed one.
+    direct: Option<DirectPath>,
+    /// The newest seq written by the direct path (or noted by [`Outbox::arm`]): where the
+    /// endpoint's stream stands when its task takes over again.
+    written: u64,
+    /// The bytes of JSON queued.
+    bytes: u32,
+    /// The close code asked for; 0 while none.
+    code: u16,
+    /// [`BEHIND`], [`ARMED`], [`FLUSH`].
+    flags: u8,
+}
+
+/// Events were not queued since the task last looked: it reads them from the log.
+const BEHIND: u8 = 1;
+/// The task is waiting with nothing to write: the next event in order may go straight to the
+/// socket. Off from the moment the task has anything to do until it is idle again.
+const ARMED: u8 = 2;
+/// Part of a frame the socket did not take is waiting: the task must flush it.
+const FLUSH: u8 = 4;
+
+/// The endpoint's socket, written by the publisher itself while the endpoint is caught up.
+#[derive(Debug)]
+struct DirectPath {
+    sink: Arc<dyn Direct>,
+    /// The epoch of the client's stream: an event of another life is never written directly.
+    epoch: Arc<str>,
+}
+
+/// A way to write an event to the endpoint's client from the publishing task, without waking
+/// the endpoint's own task. It is only asked while the endpoint is caught up and idle, one
+/// event at a time, in seq order, under the user's log lock; it must not block.
+pub trait Direct: Send + Sync + std::fmt::Debug {
+    fn offer(&self, entry: &Entry) -> Offer;
+}
+
+/// What became of an event offered to [`Direct`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Written whole.
+    Taken,
+    /// Begun: the rest is held by the direct path and the task must flush it.
+    Started,
+    /// Not written (the socket is full or failed, or something is pending): queue it.
+    Refused,
 }
 
 /// The bytes of JSON an endpoint's queue holds before it reads on from the log instead: a
@@ -48,73 +93,162 @@ pub enum Ready {
     Close(u16),
 }
 
-impl Outbox {
-    pub(super) fn new(depth: usize) -> Self {
-        Outbox {
-            queue: Mutex::new((VecDeque::new(), 0)),
-            depth: u32::try_from(depth).unwrap_or(u32::MAX),
-            code: AtomicU16::new(0),
-            behind: AtomicBool::new(false),
-            notify: Notify::new(),
+impl State {
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
         }
     }
 
-    /// Queues an event; when the queue is full the endpoint is marked behind instead (its task
-    /// reads the event from the log). Never blocks, never closes.
-    pub(super) fn push(&self, entry: Arc<Entry>) {
-        {
-            let mut q = self.queue.lock();
-            let (queue, bytes) = &mut *q;
-            let size = u32::try_from(entry.json.len()).unwrap_or(u32::MAX);
-            let full = queue.len() as u32 >= self.depth
-                || (!queue.is_empty() && bytes.saturating_add(size) > QUEUE_BYTES);
-            if full {
-                drop(q);
-                self.mark_behind();
-                return;
-            }
-            *bytes = bytes.saturating_add(size);
-            queue.push_back(entry);
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Takes a flag off, saying whether it was on.
+    fn take(&mut self, flag: u8) -> bool {
+        let on = self.has(flag);
+        self.set(flag, false);
+        on
+    }
+}
+
+impl Outbox {
+    pub(super) fn new() -> Self {
+        Outbox { state: Mutex::new(State::default()), notify: Notify::new() }
+    }
+
+    /// Writes an event straight to the client when the endpoint is caught up and its socket
+    /// takes it; else queues it, up to `depth` entries (and [`QUEUE_BYTES`] unless one alone);
+    /// past that the endpoint is marked behind instead (its task reads the event from the
+    /// log). Never blocks, never closes. False when the endpoint was asked to close (the hub
+    /// drops it).
+    pub(super) fn push(&self, entry: Arc<Entry>, depth: usize) -> bool {
+        let mut s = self.state.lock();
+        if s.code != 0 {
+            return false;
         }
-        self.notify.notify_one();
+        if !self.offer(&mut s, &entry) {
+            let size = u32::try_from(entry.json.len()).unwrap_or(u32::MAX);
+            let full = s.entries.len() >= depth
+                || (!s.entries.is_empty() && s.bytes.saturating_add(size) > QUEUE_BYTES);
+            if full {
+                s.set(ARMED, false);
+                if s.has(BEHIND) {
+                    return true; // the task was told already
+                }
+                s.set(BEHIND, true);
+            } else {
+                s.bytes = s.bytes.saturating_add(size);
+                s.entries.push(entry);
+            }
+            drop(s);
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// The direct path: true when the event went to the socket (the task is woken only if a
+    /// part of it waits for a flush). Disarms on anything but a whole write in order, so every
+    /// later event goes through the queue until the task has caught up again.
+    fn offer(&self, s: &mut State, entry: &Entry) -> bool {
+        if !s.has(ARMED) {
+            return false;
+        }
+        let Some(d) = s.direct.as_ref() else { return false };
+        let in_order = entry.seq == s.written + 1
+            && (Arc::ptr_eq(&entry.epoch, &d.epoch) || entry.epoch == d.epoch);
+        match if in_order { d.sink.offer(entry) } else { Offer::Refused } {
+            Offer::Taken => {}
+            Offer::Started => {
+                s.set(ARMED, false);
+                s.set(FLUSH, true);
+                self.notify.notify_one();
+            }
+            Offer::Refused => {
+                s.set(ARMED, false);
+                return false;
+            }
+        }
+        s.written = entry.seq;
+        true
+    }
+
+    /// Installs the direct path of a WebSocket whose client's stream is in `epoch`. It is used
+    /// once the task [`arm`](Self::arm)s it.
+    pub fn set_direct(&self, sink: Arc<dyn Direct>, epoch: Arc<str>) {
+        self.state.lock().direct = Some(DirectPath { sink, epoch });
+    }
+
+    /// Removes the direct path for good: nothing is written past this (a close frame follows).
+    pub fn unset_direct(&self) {
+        let mut s = self.state.lock();
+        s.direct = None;
+        s.set(ARMED, false);
+    }
+
+    /// The task is idle and its client has everything up to `last`: lets the publisher write
+    /// the next events directly, unless there is work for the task or a close was asked.
+    pub fn arm(&self, last: u64) {
+        let mut s = self.state.lock();
+        s.written = s.written.max(last);
+        let idle = s.entries.is_empty() && s.flags & (BEHIND | FLUSH) == 0 && s.code == 0;
+        let armed = idle && s.direct.is_some();
+        s.set(ARMED, armed);
+    }
+
+    /// The newest seq the direct path wrote (0 when it never did): the task's stream continues
+    /// from there.
+    pub fn written(&self) -> u64 {
+        self.state.lock().written
     }
 
     /// Asks the task to read from the log after what it has (more is there than was queued).
     pub fn mark_behind(&self) {
-        if !self.behind.swap(true, Ordering::AcqRel) {
+        let mut s = self.state.lock();
+        s.set(ARMED, false);
+        if !s.has(BEHIND) {
+            s.set(BEHIND, true);
+            drop(s);
             self.notify.notify_one();
         }
     }
 
-    /// Asks the endpoint to close with `code`; the first request wins.
+    /// Asks the endpoint to close with `code`; the first request wins. Nothing is written
+    /// directly after it.
     pub fn close(&self, code: u16) {
-        if self.code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        let mut s = self.state.lock();
+        s.set(ARMED, false);
+        if s.code == 0 {
+            s.code = code;
+            drop(s);
             self.notify.notify_one();
         }
     }
 
     /// The close code asked for, if any.
     pub fn requested(&self) -> Option<u16> {
-        Some(self.code.load(Ordering::Acquire)).filter(|c| *c != 0)
+        Some(self.state.lock().code).filter(|c| *c != 0)
     }
 
     /// Resolves with a close request, or everything queued so far. Cancel-safe: nothing is
     /// taken from the queue unless it is returned.
     pub async fn ready(&self) -> Ready {
         loop {
-            if let Some(code) = self.requested() {
-                return Ready::Close(code);
-            }
             {
-                let mut q = self.queue.lock();
-                let (queue, bytes) = &mut *q;
-                if self.behind.swap(false, Ordering::AcqRel) {
-                    *bytes = 0;
-                    return Ready::Behind(std::mem::take(queue));
+                let mut s = self.state.lock();
+                if s.code != 0 {
+                    return Ready::Close(s.code);
                 }
-                if !queue.is_empty() {
-                    *bytes = 0;
-                    return Ready::Events(std::mem::take(queue));
+                let behind = s.take(BEHIND);
+                let flush = s.take(FLUSH);
+                if behind || flush || !s.entries.is_empty() {
+                    // The task has work: the direct path waits until it is idle again.
+                    s.set(ARMED, false);
+                    s.bytes = 0;
+                    let entries = VecDeque::from(std::mem::take(&mut s.entries));
+                    return if behind { Ready::Behind(entries) } else { Ready::Events(entries) };
                 }
             }
             self.notify.notified().await;

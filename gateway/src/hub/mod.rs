@@ -14,7 +14,7 @@ mod endpoint;
 mod entry;
 mod log;
 
-pub use endpoint::{Attachment, Outbox, Ready, Reservation};
+pub use endpoint::{Attachment, Direct, Offer, Outbox, Ready, Reservation};
 pub use entry::{Entry, kind_of};
 pub use log::Retention;
 
@@ -191,13 +191,8 @@ impl Hub {
     /// Queues `entry` for every endpoint of the locked log (one that is behind reads it from
     /// the log later); endpoints asked to close leave.
     fn fan_out(&self, log: &mut UserLog, entry: &Arc<Entry>) {
-        log.endpoints.retain(|(_, ep)| {
-            if ep.requested().is_some() {
-                return false;
-            }
-            ep.push(entry.clone());
-            true
-        });
+        let depth = self.queue_depth;
+        log.endpoints.retain(|(_, ep)| ep.push(entry.clone(), depth));
     }
 
     /// Notes where `user`'s log stands (Redis mode, read at attach): what this node has seen.
@@ -260,7 +255,7 @@ impl Hub {
     /// `resume` (all of it, or nothing with `resumed: false`), atomically with respect to
     /// publishing.
     pub fn attach(&self, reservation: Reservation, resume: Option<&ResumeFrom>) -> Attachment {
-        let outbox = Arc::new(Outbox::new(self.queue_depth));
+        let outbox = Arc::new(Outbox::new());
         let id = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
         let user = reservation.consume();
         let (epoch, head, replay) = self.with_log(&user, |log| {
@@ -288,7 +283,7 @@ impl Hub {
     /// Registers an admitted endpoint for live events only (Redis mode: the caller reads what it
     /// missed from Redis afterwards, and the endpoint skips what it gets twice).
     pub fn attach_live(&self, reservation: Reservation) -> (u64, Arc<str>, Arc<Outbox>) {
-        let outbox = Arc::new(Outbox::new(self.queue_depth));
+        let outbox = Arc::new(Outbox::new());
         let id = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
         let user = reservation.consume();
         self.with_log(&user, |log| {

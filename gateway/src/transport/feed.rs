@@ -46,6 +46,7 @@ impl Feed {
         backplane: &dyn Backplane,
         user: &str,
     ) -> Result<VecDeque<Arc<Entry>>, Resync> {
+        self.sync();
         match ready {
             Ready::Events(batch) if self.accept(&batch) => Ok(batch),
             Ready::Events(batch) => Box::pin(self.repair(batch, backplane, user)).await,
@@ -57,11 +58,27 @@ impl Feed {
     /// The fast path of [`admit`](Self::admit), without an await (its state would sit in every
     /// idle connection): true when `batch` continues the client's stream exactly, taken.
     pub fn accept(&mut self, batch: &VecDeque<Arc<Entry>>) -> bool {
+        self.sync();
         let ok = self.in_order(batch);
         if ok {
             self.last += batch.len() as u64;
         }
         ok
+    }
+
+    /// The epoch of the client's stream.
+    pub fn epoch(&self) -> Arc<str> {
+        self.epoch.clone()
+    }
+
+    /// Lets the publisher write straight to the socket while the task is idle (WebSocket).
+    pub fn arm(&self) {
+        self.outbox.arm(self.last);
+    }
+
+    /// Takes in what the direct path wrote while the task was idle: the client has it.
+    fn sync(&mut self) {
+        self.last = self.last.max(self.outbox.written());
     }
 
     fn same_epoch(&self, e: &Entry) -> bool {

@@ -17,18 +17,25 @@ use tokio::time::Sleep;
 /// A stream whose writes fail after stalling `limit`.
 pub struct StallGuard<S> {
     inner: S,
-    limit: Duration,
+    /// Milliseconds (not a `Duration`: this exists once per idle endpoint, so 4 bytes count).
+    limit_ms: u32,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> StallGuard<S> {
     pub fn new(inner: S, limit: Duration) -> Self {
-        StallGuard { inner, limit, stalled: None }
+        let limit_ms = u32::try_from(limit.as_millis()).unwrap_or(u32::MAX);
+        StallGuard { inner, limit_ms, stalled: None }
+    }
+
+    /// The stream, for what needs no stall timer (a write that never waits).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 
     /// Turns a pending write into an error once it has been pending for `limit`.
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let limit = self.limit;
+        let limit = Duration::from_millis(self.limit_ms.into());
         let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         ready!(timer.as_mut().poll(cx));
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")))

@@ -6,46 +6,43 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::http::header::ORIGIN;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, sleep_until, timeout};
-use wire::{ControlFrame, Transport, close};
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
+use wire::{ControlFrame, close};
 
 use super::client::{self, Action, BadFrames};
 use super::feed::Feed;
-use super::params::{self, ConnectParams};
+use super::params;
 use super::session::Session;
+use super::upgrade::{NotAnUpgrade, Upgrade, Ws};
+use super::wire::Wire;
+use super::ws_start::{self, Start};
 use crate::auth::Authenticated;
-use crate::auth::Principal;
-use crate::backplane::Unavailable;
 use crate::error::ApiError;
-use crate::hub::{Attachment, Entry, Outbox, Ready, Reservation};
+use crate::hub::{Entry, Outbox, Ready};
 use crate::state::AppState;
 
 /// How long a goodbye (close frame, then the peer's close) may take. A slow consumer must first
 /// read what is already buffered for it before it sees the 4008, so this is not tiny.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, NotAnUpgrade>,
     auth: Result<Authenticated, ApiError>,
 ) -> Response {
-    let Ok(upgrade) = upgrade else {
-        return ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
-            "GET /v1/ws is a WebSocket upgrade",
-        )
-        .into_response();
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
     };
     if state.is_draining() {
         return ApiError::draining().into_response();
@@ -59,17 +56,18 @@ pub async fn handler(
         Err(e) => return e.into_response(),
     };
     let limits = &state.limits;
-    let upgrade = upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(limits.ws_read_buffer_bytes)
         .write_buffer_size(limits.ws_write_buffer_bytes)
-        .max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes);
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes));
+    let tracker = state.connections.clone();
     let origin = headers.get(ORIGIN).map(|o| o.to_str().unwrap_or("\u{0}"));
     if !state.origins.allows(origin) {
         // PROTOCOL.md: an Origin refused is a 1008 close, which a browser app can see.
         let message =
             format!("origin {:?} is not allowed (GATEWAY_ALLOWED_ORIGINS)", origin.unwrap_or(""));
-        return upgrade.on_upgrade(move |mut socket| async move {
+        return upgrade.on_upgrade(config, &tracker, move |mut socket, _| async move {
             let frame = ControlFrame::error("origin_not_allowed", message, None);
             let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
             goodbye(&mut socket, close::POLICY, "origin not allowed").await;
@@ -86,18 +84,16 @@ pub async fn handler(
             .into_response();
         }
     };
-    let tracker = state.connections.clone();
-    upgrade.on_upgrade(move |socket| {
-        tracker.track_future(run(socket, state, principal, params, reservation))
-    })
+    let start = Box::new(Start { state, principal, params, reservation });
+    upgrade.on_upgrade(config, &tracker, move |socket, wire| run(socket, wire, start))
 }
 
-fn text(s: String) -> Message {
+pub(super) fn text(s: String) -> Message {
     Message::Text(Utf8Bytes::from(s))
 }
 
 /// How a connection ended, and so how to say goodbye.
-enum End {
+pub(super) enum End {
     /// Close with this code and reason.
     Close(u16, &'static str),
     /// Send `reconnect`, then close 1012.
@@ -108,53 +104,29 @@ enum End {
     Gone,
 }
 
-async fn run(
-    mut socket: WebSocket,
-    state: AppState,
-    principal: Principal,
-    params: ConnectParams,
-    reservation: Reservation,
-) {
-    // Every phase but the steady one is boxed, so an idle connection's task holds only the state
-    // of `serve`'s loop: that is most of its memory at tens of thousands of endpoints.
-    let opened = open(&mut socket, state, &principal, &params, reservation);
-    let Some((mut session, att)) = Box::pin(opened).await else { return };
-    drop((principal, params));
-    let end = serve(&mut socket, &mut session, att).await;
+/// The task of one WebSocket for its whole life.
+///
+/// Everything it holds while idle is memory per endpoint, so: its arguments are boxed (an
+/// `async fn` keeps its arguments beside the locals made from them for its whole life: rustc
+/// does not overlap the two, and a 288-byte socket would sit there twice), the socket too
+/// (one pointer in the task), and every phase but the steady one is boxed.
+async fn run(mut socket: Box<Ws>, wire: Arc<Wire>, start: Box<Start>) {
+    let Some((mut session, mut feed, ended)) =
+        Box::pin(ws_start::open(&mut socket, &wire, start)).await
+    else {
+        return;
+    };
+    let end = match ended {
+        Some(end) => end,
+        None => serve(&mut socket, &wire, &mut session, &mut feed).await,
+    };
+    // Nothing may be written directly past this: the goodbye ends the stream.
+    feed.outbox.unset_direct();
     Box::pin(say_goodbye(&mut socket, &session, end)).await;
     drop(session);
 }
 
-/// Attaches the endpoint; when there is no log to say hello with (Redis unreachable), tells the
-/// client why and to come back, maybe on another node, and gives `None`. The caller boxes it:
-/// none of this should sit in every idle connection's task.
-async fn open(
-    socket: &mut WebSocket,
-    state: AppState,
-    principal: &Principal,
-    params: &ConnectParams,
-    reservation: Reservation,
-) -> Option<(Session, Attachment)> {
-    let after_ms = state.limits.reconnect_after_ms;
-    match Session::open(state, principal, params, Transport::Ws, reservation).await {
-        Ok(opened) => Some(opened),
-        Err(e) => {
-            unavailable(socket, after_ms, e).await;
-            None
-        }
-    }
-}
-
-async fn unavailable(socket: &mut WebSocket, after_ms: u64, e: Unavailable) {
-    tracing::warn!(error = %e, "cannot attach a WebSocket");
-    let frame = ControlFrame::error(e.code, e.message, None);
-    let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
-    let frame = ControlFrame::Reconnect { after_ms };
-    let _ = timeout(CLOSE_TIMEOUT, socket.send(text(frame.to_json()))).await;
-    goodbye(socket, close::DRAINING, "backplane unavailable").await;
-}
-
-async fn say_goodbye(socket: &mut WebSocket, session: &Session, end: End) {
+pub(super) async fn say_goodbye(socket: &mut Ws, session: &Session, end: End) {
     match end {
         End::Close(code, reason) => goodbye(socket, code, reason).await,
         End::Drain => {
@@ -172,13 +144,14 @@ async fn say_goodbye(socket: &mut WebSocket, session: &Session, end: End) {
 
 /// Sends a close frame and waits briefly for the peer's, so nothing it still has to read is
 /// cut off by a reset.
-async fn goodbye(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+pub(super) async fn goodbye(socket: &mut Ws, code: u16, reason: &'static str) {
+    let reason = Utf8Bytes::from_static(reason);
+    let frame = Message::Close(Some(CloseFrame { code: code.into(), reason }));
     let _ = timeout(CLOSE_TIMEOUT, async {
         if socket.send(frame).await.is_err() {
             return;
         }
-        while let Some(Ok(msg)) = socket.recv().await {
+        while let Some(Ok(msg)) = socket.next().await {
             if matches!(msg, Message::Close(_)) {
                 break;
             }
@@ -187,7 +160,7 @@ async fn goodbye(socket: &mut WebSocket, code: u16, reason: &'static str) {
     .await;
 }
 
-fn close_code(code: u16) -> End {
+pub(super) fn close_code(code: u16) -> End {
     match code {
         close::SLOW_CONSUMER => End::Close(code, "slow consumer"),
         close::DRAINING => End::Drain,
@@ -200,7 +173,7 @@ fn close_code(code: u16) -> End {
 /// the log when the endpoint is behind) and writes it; returns how many events were written.
 /// Boxed by the caller.
 async fn deliver(
-    socket: &mut WebSocket,
+    wire: &Wire,
     feed: &mut Feed,
     session: &Session,
     ready: Ready,
@@ -220,7 +193,7 @@ async fn deliver(
     };
     let n = batch.len() as u64;
     session.delivered(batch.iter());
-    write_batch(socket, &feed.outbox, batch, &session.state.metrics).await?;
+    write_batch(wire, &feed.outbox, batch, &session.state.metrics).await?;
     Ok(n)
 }
 
@@ -232,23 +205,18 @@ fn close_code_with(code: u16, reason: &'static str) -> End {
     }
 }
 
-/// Writes a batch of events with one flush, unless a close request comes first.
+/// Writes a batch of events (after what the direct path left pending), unless a close request
+/// comes first.
 async fn write_batch(
-    socket: &mut WebSocket,
+    wire: &Wire,
     outbox: &Outbox,
     batch: VecDeque<Arc<Entry>>,
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), End> {
-    let write = async {
-        for ev in &batch {
-            socket.feed(Message::Text(ev.json.clone())).await?;
-        }
-        socket.flush().await
-    };
     tokio::select! {
         biased;
         code = outbox.closed() => return Err(close_code(code)),
-        r = write => r.map_err(|_| End::Gone)?,
+        r = wire.send(&batch) => r.map_err(|_| End::Gone)?,
     }
     metrics.delivered(wire::Transport::Ws, batch.iter().map(|e| &e.at));
     Ok(())
@@ -265,7 +233,7 @@ enum Answer {
 /// Handles one client frame and sends its reply. The caller boxes it: client frames are rare,
 /// and this state would otherwise sit in every idle connection's task.
 async fn answer(
-    socket: &mut WebSocket,
+    socket: &mut Ws,
     session: &mut Session,
     frames: &mut BadFrames,
     outbox: &Outbox,
@@ -295,11 +263,11 @@ async fn answer(
 
 /// How a read error ends the connection: the close code RFC 6455 §7.4.1 gives it (a frame
 /// over the size limit 1009, text that is not UTF-8 1007, a framing error 1002), or gone.
-fn read_error(e: axum::Error) -> End {
-    match e.into_inner().downcast::<tungstenite::Error>().map(|b| *b) {
-        Ok(tungstenite::Error::Capacity(_)) => End::Close(close::TOO_LARGE, "frame too large"),
-        Ok(tungstenite::Error::Utf8(_)) => End::Close(close::INVALID_PAYLOAD, "invalid UTF-8"),
-        Ok(tungstenite::Error::Protocol(p)) => {
+fn read_error(e: tungstenite::Error) -> End {
+    match e {
+        tungstenite::Error::Capacity(_) => End::Close(close::TOO_LARGE, "frame too large"),
+        tungstenite::Error::Utf8(_) => End::Close(close::INVALID_PAYLOAD, "invalid UTF-8"),
+        tungstenite::Error::Protocol(p) => {
             tracing::debug!(error = %p, "WebSocket protocol error");
             End::Close(close::PROTOCOL_ERROR, "protocol error")
         }
@@ -307,34 +275,10 @@ fn read_error(e: axum::Error) -> End {
     }
 }
 
-async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -> End {
+/// The steady state: live events, client frames, heartbeat and token expiry, until the end.
+async fn serve(socket: &mut Ws, wire: &Wire, session: &mut Session, feed: &mut Feed) -> End {
     let state = session.state.clone();
-    let hello = session.hello(&att);
-    let mut feed = Feed::new(&att);
-    let replay = att.replay;
-    let shutdown = state.shutdown.clone();
     let metrics = &state.metrics;
-
-    // hello, then what the client missed, then live events.
-    let replayed = replay.len() as u64;
-    let initial = async {
-        socket.feed(text(hello.to_json())).await?;
-        for e in replay {
-            socket.feed(Message::Text(e.json.clone())).await?;
-        }
-        socket.flush().await
-    };
-    tokio::select! {
-        biased;
-        code = feed.outbox.closed() => return close_code(code),
-        _ = shutdown.cancelled() => return End::Drain,
-        r = Box::pin(initial) => if r.is_err() { return End::Gone },
-    }
-    metrics.events_delivered.increment(replayed);
-    if state.is_draining() {
-        return End::Drain;
-    }
-
     // One timer serves the heartbeat and the token expiry (one fewer timer per connection).
     let hb = state.limits.heartbeat;
     let mut next_beat = Instant::now() + hb;
@@ -344,6 +288,8 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
     let mut last_seen = Instant::now();
     let mut frames = BadFrames::default();
     loop {
+        // Caught up and idle: the publisher may write the next events itself.
+        feed.arm();
         // One waiter on the outbox here: `ready` reports close requests too (drain included), and
         // two futures waiting on its `Notify` in one select would let one swallow the other's
         // wake-up.
@@ -353,12 +299,12 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, att: Attachment) -
                 if let Ready::Close(code) = ready {
                     return close_code(code);
                 }
-                match Box::pin(deliver(socket, &mut feed, session, ready)).await {
+                match Box::pin(deliver(wire, feed, session, ready)).await {
                     Ok(n) => metrics.events_delivered.increment(n),
                     Err(end) => return end,
                 }
             }
-            msg = socket.recv() => {
+            msg = socket.next() => {
                 last_seen = Instant::now();
                 let msg = match msg {
                     None => return End::Gone,

@@ -110,7 +110,8 @@ impl Turns {
         Ok(v.and_then(|v| v.split('\n').next().map(str::to_owned)))
     }
 
-    /// The turn's record, from the local entry or the log (`user`: only if theirs).
+    /// The turn's record, taken from the local entry (the caller puts the next one back) or
+    /// read from the log (`user`: only if theirs). Taken, not cloned: this runs per delta.
     async fn current(
         &self,
         l: &mut Local,
@@ -118,19 +119,15 @@ impl Turns {
         user: Option<&str>,
     ) -> Result<TurnRec, TurnError> {
         let not_found = || TurnError::NotFound(turn_id.to_owned());
-        if let Some(rec) = &l.rec
-            && user.is_none_or(|u| u == rec.user_id)
-        {
-            return Ok(rec.clone());
+        if let Some(rec) = l.rec.take_if(|r| user.is_none_or(|u| u == r.user_id)) {
+            return Ok(rec);
         }
         let user = match user {
             Some(u) => u.to_owned(),
             None => self.owner(turn_id).await?.ok_or_else(not_found)?,
         };
         let read = self.log.read(&user, &record_name(turn_id), Blobs::default()).await?;
-        let rec = TurnRec::parse(&read.ok_or_else(not_found)?.record)?;
-        l.rec = Some(rec.clone());
-        Ok(rec)
+        Ok(TurnRec::parse(&read.ok_or_else(not_found)?.record)?)
     }
 
     /// Starts a turn and publishes its `turn.start`; the same turn again (same user and
@@ -222,6 +219,7 @@ impl Turns {
         while started.elapsed() < RETRY_FOR {
             let p = plan(turn_id, &rec, items.clone(), by, self.cfg.max_text, now_ms());
             if p.accepted == 0 {
+                l.rec = Some(rec);
                 return Ok(Applied { accepted: 0, last_seq: None, refused: p.refused });
             }
             match self.commit(turn_id, &rec, p).await? {

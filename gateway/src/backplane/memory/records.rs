@@ -74,7 +74,11 @@ impl UserRecords {
             held.record.last_seq = last;
         }
         for (k, v) in a.set {
-            held.record.fields.insert(k.to_owned(), v);
+            // Most updates change a field already there (a turn's next index): no new key.
+            match held.record.fields.get_mut(k) {
+                Some(slot) => *slot = v,
+                None => _ = held.record.fields.insert(k.to_owned(), v),
+            }
         }
         held.text.push_str(&a.text);
         held.items.extend(a.items);

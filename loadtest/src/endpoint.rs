@@ -195,9 +195,10 @@ impl Endpoint {
         let started = Instant::now();
         // Small read buffers: thousands of these live in one process.
         let config = WebSocketConfig::default().read_buffer_size(16 * 1024).write_buffer_size(0);
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let from = crate::dial::source(self.idx, ctx.scenario.source_addresses);
+        let connect = crate::dial::connect(&url, config, from);
         let mut ws = match timeout(Duration::from_secs(15), connect).await {
-            Ok(Ok((ws, _))) => ws,
+            Ok(Ok(ws)) => ws,
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r))) => {
                 Stats::add(&ctx.stats.http_errors, 1);
                 ctx.stats.close(Some(r.status().as_u16()));

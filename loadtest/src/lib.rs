@@ -4,7 +4,8 @@
 //! never links the server.
 //!
 //! - [`scenario`]: what to run (defaults, TOML, flags); [`tokens`]: who to run it as;
-//! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume);
+//! - [`endpoint`]: one simulated device connection (WS or SSE, chaos, resume), [`dial`]led
+//!   from one of several loopback addresses when asked;
 //! - [`tasks`]: long tasks with artifact streams, followed over A2A with chaos resumes;
 //! - [`producer`]: turns, deltas and notifications; [`storm`]: a notification storm against
 //!   preferences; [`pushes`]: pushes to offline users, checked by the [`webhook`] receiver
@@ -20,6 +21,7 @@ pub mod baseline;
 pub mod bench;
 pub mod checker;
 pub mod ctx;
+pub mod dial;
 pub mod endpoint;
 pub mod floor;
 pub mod gateway_probe;

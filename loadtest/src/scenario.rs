@@ -81,6 +81,9 @@ scenario! {
     /// is drained with SIGTERM; every endpoint on it comes back on another node and resumes at
     /// once (the reconnect storm). 0: no drain.
     drain_after_s: f64 = 0.0,
+    /// WebSocket endpoints connect from this many loopback source addresses (127.0.0.1, .2, …)
+    /// as a population behind many addresses would; 1: the OS picks (all from 127.0.0.1).
+    source_addresses: u32 = 1,
     /// Fraction of endpoints dropping and resuming per second (chaos).
     chaos_rate: f64 = 0.0,
     /// New connections per second while connecting.
@@ -149,6 +152,10 @@ impl Scenario {
             "token_bytes must be 13..=1048576"
         );
         anyhow::ensure!((0.0..=1.0).contains(&self.chaos_rate), "chaos_rate must be within 0..=1");
+        anyhow::ensure!(
+            (1..=60_000).contains(&self.source_addresses),
+            "source_addresses must be within 1..=60000 (127.0.0.0/8, 250 per third octet)"
+        );
         anyhow::ensure!(self.connect_rate > 0.0, "connect_rate must be positive");
         anyhow::ensure!(
             self.notification_rate >= 0.0 && self.notification_rate <= 1e6,

@@ -97,7 +97,7 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
         ),
         (
             DRAIN_STORM,
-            "Redis mode, 2 nodes: 10,000 endpoints (5,000 users × 2, one of each user's devices on each node) while turns stream; node 0 is drained 5 s in and every endpoint it held comes back on node 1 at once and resumes (the reconnect storm)",
+            "Redis mode, 2 nodes: 10,000 endpoints (5,000 users × 2, one of each user's devices on each node) while turns stream; node 0 is drained 5 s in and every endpoint it held comes back on node 1 at once and resumes (the reconnect storm), from 64 loopback source addresses",
             Scenario {
                 users: users(5000.0),
                 devices: 2,
@@ -106,6 +106,9 @@ pub fn scenarios(scale: f64, duration: f64) -> Vec<(&'static str, &'static str, 
                 turn_rate: 20.0,
                 max_turns: 40,
                 drain_after_s: 5.0,
+                // From 64 addresses, as a population would: from one, the gateway's per-IP
+                // cap on connections not yet authenticated paced the storm with 429s.
+                source_addresses: 64,
                 ..base.clone()
             },
         ),

@@ -60,22 +60,21 @@ struct DirectPath {
     epoch: Arc<str>,
 }
 
-/// A way to write an event to the endpoint's client from the publishing task, without waking
-/// the endpoint's own task. It is only asked while the endpoint is caught up and idle, one
-/// event at a time, in seq order, under the user's log lock; it must not block.
+/// A way to write events to the endpoint's client from the publishing task, without waking
+/// the endpoint's own task. It is only asked while the endpoint is caught up and idle, with a
+/// run of events that continues the client's stream, under the user's log lock; it must not
+/// block. A run of several (a producer's chunk of many deltas) goes out in one write.
 pub trait Direct: Send + Sync + std::fmt::Debug {
-    fn offer(&self, entry: &Entry) -> Offer;
+    fn offer(&self, entries: &[Arc<Entry>]) -> Offer;
 }
 
-/// What became of an event offered to [`Direct`].
+/// What became of a run of events offered to [`Direct`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offer {
-    /// Written whole.
-    Taken,
-    /// Begun: the rest is held by the direct path and the task must flush it.
-    Started,
-    /// Not written (the socket is full or failed, or something is pending): queue it.
-    Refused,
+pub struct Offer {
+    /// The first this many were written whole.
+    pub taken: usize,
+    /// The next one was begun: the direct path holds its rest and the task must flush it.
+    pub started: bool,
 }
 
 /// The bytes of JSON an endpoint's queue holds before it reads on from the log instead: a
@@ -119,60 +118,61 @@ impl Outbox {
         Outbox { state: Mutex::new(State::default()), notify: Notify::new() }
     }
 
-    /// Writes an event straight to the client when the endpoint is caught up and its socket
-    /// takes it; else queues it, up to `depth` entries (and [`QUEUE_BYTES`] unless one alone);
-    /// past that the endpoint is marked behind instead (its task reads the event from the
-    /// log). Never blocks, never closes. False when the endpoint was asked to close (the hub
-    /// drops it).
-    pub(super) fn push(&self, entry: Arc<Entry>, depth: usize) -> bool {
+    /// Writes events straight to the client when the endpoint is caught up and its socket
+    /// takes them; queues the rest, up to `depth` entries (and [`QUEUE_BYTES`] unless one
+    /// alone); past that the endpoint is marked behind instead (its task reads them from the
+    /// log). `entries` are consecutive. Never blocks, never closes. False when the endpoint was
+    /// asked to close (the hub drops it).
+    pub(super) fn push(&self, entries: &[Arc<Entry>], depth: usize) -> bool {
         let mut s = self.state.lock();
         if s.code != 0 {
             return false;
         }
-        if !self.offer(&mut s, &entry) {
+        let done = self.offer(&mut s, entries);
+        let mut wake = done > 0 && s.has(FLUSH);
+        for entry in &entries[done..] {
             let size = u32::try_from(entry.json.len()).unwrap_or(u32::MAX);
             let full = s.entries.len() >= depth
                 || (!s.entries.is_empty() && s.bytes.saturating_add(size) > QUEUE_BYTES);
             if full {
                 s.set(ARMED, false);
-                if s.has(BEHIND) {
-                    return true; // the task was told already
-                }
+                wake |= !s.has(BEHIND); // told once
                 s.set(BEHIND, true);
-            } else {
-                s.bytes = s.bytes.saturating_add(size);
-                s.entries.push(entry);
+                break;
             }
-            drop(s);
+            s.bytes = s.bytes.saturating_add(size);
+            s.entries.push(entry.clone());
+            wake = true;
+        }
+        drop(s);
+        if wake {
             self.notify.notify_one();
         }
         true
     }
 
-    /// The direct path: true when the event went to the socket (the task is woken only if a
-    /// part of it waits for a flush). Disarms on anything but a whole write in order, so every
-    /// later event goes through the queue until the task has caught up again.
-    fn offer(&self, s: &mut State, entry: &Entry) -> bool {
+    /// The direct path: how many of `entries` went to the socket (the last of them perhaps
+    /// only begun, then the task must flush). Disarms unless all went whole, so every later
+    /// event goes through the queue until the task has caught up again.
+    fn offer(&self, s: &mut State, entries: &[Arc<Entry>]) -> usize {
+        let Some(first) = entries.first() else { return 0 };
         if !s.has(ARMED) {
-            return false;
+            return 0;
         }
-        let Some(d) = s.direct.as_ref() else { return false };
-        let in_order = entry.seq == s.written + 1
-            && (Arc::ptr_eq(&entry.epoch, &d.epoch) || entry.epoch == d.epoch);
-        match if in_order { d.sink.offer(entry) } else { Offer::Refused } {
-            Offer::Taken => {}
-            Offer::Started => {
-                s.set(ARMED, false);
-                s.set(FLUSH, true);
-                self.notify.notify_one();
-            }
-            Offer::Refused => {
-                s.set(ARMED, false);
-                return false;
-            }
+        let Some(d) = s.direct.as_ref() else { return 0 };
+        let in_order = first.seq == s.written + 1
+            && (Arc::ptr_eq(&first.epoch, &d.epoch) || first.epoch == d.epoch);
+        let offer =
+            if in_order { d.sink.offer(entries) } else { Offer { taken: 0, started: false } };
+        let done = offer.taken + usize::from(offer.started);
+        if done < entries.len() || offer.started {
+            s.set(ARMED, false);
+            s.set(FLUSH, offer.started);
         }
-        s.written = entry.seq;
-        true
+        if done > 0 {
+            s.written = entries[done - 1].seq;
+        }
+        done
     }
 
     /// Installs the direct path of a WebSocket whose client's stream is in `epoch`. It is used

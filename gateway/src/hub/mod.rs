@@ -131,14 +131,37 @@ impl Hub {
     /// is spliced in under it) and hands it to every endpoint of the user.
     pub fn append(&self, user: &str, kind: &'static str, body_json: &str) -> Arc<Entry> {
         let entry = self.with_log(user, |log| {
-            let entry =
-                Arc::new(Entry::new(log.epoch.clone(), log.ring.next_seq(), kind, body_json));
-            let (added, freed) = log.ring.push(entry.clone(), self.retention);
-            self.account(log, added, freed);
-            self.fan_out(log, &entry);
+            let entry = self.push(log, kind, body_json);
+            self.fan_out(log, std::slice::from_ref(&entry));
             entry
         });
         self.metrics.events_published.increment(1);
+        entry
+    }
+
+    /// Appends several events at once and hands them to every endpoint together (a caught-up
+    /// WebSocket gets them in one write); returns the first and last seq, (0, 0) for none.
+    pub fn append_all<'a>(
+        &self,
+        user: &str,
+        events: impl Iterator<Item = (&'static str, &'a str)> + Clone,
+    ) -> (u64, u64) {
+        let entries: Vec<Arc<Entry>> = self.with_log(user, |log| {
+            let entries: Vec<_> =
+                events.clone().map(|(kind, json)| self.push(log, kind, json)).collect();
+            self.fan_out(log, &entries);
+            entries
+        });
+        self.metrics.events_published.increment(entries.len() as u64);
+        let seq = |e: Option<&Arc<Entry>>| e.map_or(0, |e| e.seq);
+        (seq(entries.first()), seq(entries.last()))
+    }
+
+    /// Makes the next entry of the locked log and keeps it in the ring.
+    fn push(&self, log: &mut UserLog, kind: &'static str, body_json: &str) -> Arc<Entry> {
+        let entry = Arc::new(Entry::new(log.epoch.clone(), log.ring.next_seq(), kind, body_json));
+        let (added, freed) = log.ring.push(entry.clone(), self.retention);
+        self.account(log, added, freed);
         entry
     }
 
@@ -185,14 +208,14 @@ impl Hub {
         debug_assert_eq!(entry.seq, seq);
         let (added, freed) = log.ring.cache(entry.clone(), self.retention);
         self.account(&mut log, added, freed);
-        self.fan_out(&mut log, &entry);
+        self.fan_out(&mut log, std::slice::from_ref(&entry));
     }
 
     /// Queues `entry` for every endpoint of the locked log (one that is behind reads it from
     /// the log later); endpoints asked to close leave.
-    fn fan_out(&self, log: &mut UserLog, entry: &Arc<Entry>) {
+    fn fan_out(&self, log: &mut UserLog, entries: &[Arc<Entry>]) {
         let depth = self.queue_depth;
-        log.endpoints.retain(|(_, ep)| ep.push(entry.clone(), depth));
+        log.endpoints.retain(|(_, ep)| ep.push(entries, depth));
     }
 
     /// Notes where `user`'s log stands (Redis mode, read at attach): what this node has seen.

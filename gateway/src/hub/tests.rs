@@ -209,12 +209,12 @@ struct Taker {
 }
 
 impl Direct for Taker {
-    fn offer(&self, entry: &Entry) -> Offer {
+    fn offer(&self, entries: &[Arc<Entry>]) -> Offer {
         if self.refuse.load(Ordering::Relaxed) {
-            return Offer::Refused;
+            return Offer { taken: 0, started: false };
         }
-        self.taken.lock().push(entry.seq);
-        Offer::Taken
+        self.taken.lock().extend(entries.iter().map(|e| e.seq));
+        Offer { taken: entries.len(), started: false }
     }
 }
 
@@ -275,4 +275,39 @@ fn an_event_out_of_order_goes_to_the_task_and_behind_disarms() {
     a.outbox.mark_behind();
     h.publish("u", &read("4"));
     assert!(taker.taken.lock().is_empty());
+}
+
+/// Takes two events whole and begins the third, as a socket with little room does.
+#[derive(Debug, Default)]
+struct Narrow {
+    offered: Mutex<Vec<Vec<u64>>>,
+}
+
+impl Direct for Narrow {
+    fn offer(&self, entries: &[Arc<Entry>]) -> Offer {
+        self.offered.lock().push(entries.iter().map(|e| e.seq).collect());
+        let taken = entries.len().min(2);
+        Offer { taken, started: entries.len() > 2 }
+    }
+}
+
+#[tokio::test]
+async fn a_run_of_events_is_offered_together_and_what_the_socket_left_is_queued_in_order() {
+    let h = hub(100, 8, 64);
+    let a = h.attach(h.reserve("u").unwrap(), None);
+    let narrow = Arc::new(Narrow::default());
+    a.outbox.set_direct(narrow.clone(), a.epoch.clone());
+    a.outbox.arm(0);
+    let events = [("notification.read", "{\"type\":\"notification.read\",\"id\":\"x\"}"); 5];
+    assert_eq!(h.append_all("u", events.iter().copied()), (1, 5));
+    assert_eq!(*narrow.offered.lock(), [vec![1, 2, 3, 4, 5]], "one offer for the run");
+    // 1 and 2 went whole, 3 was begun (its rest is the wire's), 4 and 5 wait for the task.
+    assert_eq!(a.outbox.written(), 3);
+    match a.outbox.ready().await {
+        Ready::Events(q) => assert_eq!(q.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]),
+        other => panic!("{other:?}"),
+    }
+    // Not armed again until the task says it is idle.
+    h.append_all("u", events[..1].iter().copied());
+    assert_eq!(narrow.offered.lock().len(), 1);
 }

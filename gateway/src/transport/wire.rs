@@ -209,32 +209,43 @@ impl std::fmt::Debug for Wire {
     }
 }
 
-/// The direct path: one event's frame, if nothing is pending and the socket takes some of it
-/// now (the rest is kept for the task).
+/// The direct path: as many of the events' frames as the socket takes now, in one write, if
+/// nothing is pending (the rest of a frame begun is kept for the task).
 impl Direct for Wire {
-    fn offer(&self, entry: &Entry) -> Offer {
+    fn offer(&self, entries: &[Arc<Entry>]) -> Offer {
         let mut out = self.out.lock();
+        let mut offer = Offer { taken: 0, started: false };
         if out.pending.is_some() {
-            return Offer::Refused;
+            return offer;
         }
-        let json = entry.json.as_bytes();
-        let (h, n) = header(json.len());
-        let frame = [IoSlice::new(&h[..n]), IoSlice::new(json)];
-        let offer = match out.socket.tcp().try_write_vectored(&frame) {
-            Ok(w) if w == n + json.len() => Offer::Taken,
-            Ok(0) => Offer::Refused,
-            Ok(w) => {
-                out.keep(&[&h[..n], json], w);
-                Offer::Started
+        let group: Vec<(&Entry, ([u8; 10], usize))> =
+            entries.iter().take(GROUP).map(|e| (&**e, header(e.json.len()))).collect();
+        let slices: Vec<IoSlice<'_>> = group
+            .iter()
+            .flat_map(|(e, (h, n))| [IoSlice::new(&h[..*n]), IoSlice::new(e.json.as_bytes())])
+            .collect();
+        // Full (`WouldBlock`) or failed: the task writes them, or learns the socket is gone.
+        let Ok(mut w) = out.socket.tcp().try_write_vectored(&slices) else { return offer };
+        for (e, (h, n)) in &group {
+            let len = n + e.json.len();
+            if w >= len {
+                w -= len;
+                offer.taken += 1;
+            } else {
+                if w > 0 {
+                    out.keep(&[&h[..*n], e.json.as_bytes()], w);
+                    offer.started = true;
+                }
+                break;
             }
-            // Full (`WouldBlock`) or failed: the task writes it, or learns the socket is gone.
-            Err(_) => Offer::Refused,
-        };
-        if let (Offer::Taken | Offer::Started, Some((metrics, tenant))) = (offer, &out.counts) {
-            metrics.delivered(Transport::Ws, std::iter::once(&entry.at));
-            metrics.events_delivered.increment(1);
-            tenant.events.fetch_add(1, Ordering::Relaxed);
-            tenant.bytes.fetch_add(json.len() as u64, Ordering::Relaxed);
+        }
+        if let Some((metrics, tenant)) = &out.counts {
+            let done = &group[..offer.taken + usize::from(offer.started)];
+            metrics.delivered(Transport::Ws, done.iter().map(|(e, _)| &e.at));
+            metrics.events_delivered.increment(done.len() as u64);
+            tenant.events.fetch_add(done.len() as u64, Ordering::Relaxed);
+            let bytes: usize = done.iter().map(|(e, _)| e.json.len()).sum();
+            tenant.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         }
         offer
     }

@@ -58,14 +58,7 @@ impl Backplane for MemoryBackplane {
         let user = a.user.clone();
         let mut records = slot.lock();
         let outcome = records.apply(a, |events: Vec<Event>| {
-            let (mut first, mut last) = (0, 0);
-            for e in events {
-                last = self.hub.append(&user, e.kind, &e.json).seq;
-                if first == 0 {
-                    first = last;
-                }
-            }
-            (first, last)
+            self.hub.append_all(&user, events.iter().map(|e| (e.kind, e.json.as_str())))
         });
         drop(records);
         self.hub.metrics().append.record(started.elapsed().as_secs_f64());

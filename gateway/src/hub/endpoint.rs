@@ -121,14 +121,17 @@ impl Outbox {
     /// Writes events straight to the client when the endpoint is caught up and its socket
     /// takes them; queues the rest, up to `depth` entries (and [`QUEUE_BYTES`] unless one
     /// alone); past that the endpoint is marked behind instead (its task reads them from the
-    /// log). `entries` are consecutive. Never blocks, never closes. False when the endpoint was
-    /// asked to close (the hub drops it).
-    pub(super) fn push(&self, entries: &[Arc<Entry>], depth: usize) -> bool {
+    /// log). `entries` are consecutive; `direct: false` queues them all. Never blocks, never
+    /// closes. False when the endpoint was asked to close (the hub drops it).
+    pub(super) fn push(&self, entries: &[Arc<Entry>], depth: usize, direct: bool) -> bool {
         let mut s = self.state.lock();
         if s.code != 0 {
             return false;
         }
-        let done = self.offer(&mut s, entries);
+        let done = if direct { self.offer(&mut s, entries) } else { 0 };
+        if done < entries.len() {
+            s.set(ARMED, false); // queued entries go first
+        }
         let mut wake = done > 0 && s.has(FLUSH);
         for entry in &entries[done..] {
             let size = u32::try_from(entry.json.len()).unwrap_or(u32::MAX);

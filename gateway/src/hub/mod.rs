@@ -29,6 +29,11 @@ use wire::EventBody;
 use crate::metrics::Metrics;
 use log::Ring;
 
+/// Events of one user closer together than this are a burst: written by the endpoints' tasks
+/// in batches rather than one by one from the publisher. At a paced stream a user's events are
+/// ~20 ms apart; at saturation, microseconds.
+const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(500);
+
 /// Per-user logs and endpoints of this process.
 pub struct Hub {
     users: DashMap<Arc<str>, Arc<Mutex<UserLog>>>,
@@ -131,8 +136,9 @@ impl Hub {
     /// is spliced in under it) and hands it to every endpoint of the user.
     pub fn append(&self, user: &str, kind: &'static str, body_json: &str) -> Arc<Entry> {
         let entry = self.with_log(user, |log| {
+            let prev = log.ring.newest_at();
             let entry = self.push(log, kind, body_json);
-            self.fan_out(log, std::slice::from_ref(&entry));
+            self.fan_out(log, std::slice::from_ref(&entry), prev);
             entry
         });
         self.metrics.events_published.increment(1);
@@ -147,9 +153,10 @@ impl Hub {
         events: impl Iterator<Item = (&'static str, &'a str)> + Clone,
     ) -> (u64, u64) {
         let entries: Vec<Arc<Entry>> = self.with_log(user, |log| {
+            let prev = log.ring.newest_at();
             let entries: Vec<_> =
                 events.clone().map(|(kind, json)| self.push(log, kind, json)).collect();
-            self.fan_out(log, &entries);
+            self.fan_out(log, &entries, prev);
             entries
         });
         self.metrics.events_published.increment(entries.len() as u64);
@@ -206,16 +213,26 @@ impl Hub {
         }
         let entry = Arc::new(make(log.epoch.clone()));
         debug_assert_eq!(entry.seq, seq);
+        let prev = log.ring.newest_at();
         let (added, freed) = log.ring.cache(entry.clone(), self.retention);
         self.account(&mut log, added, freed);
-        self.fan_out(&mut log, std::slice::from_ref(&entry));
+        self.fan_out(&mut log, std::slice::from_ref(&entry), prev);
     }
 
-    /// Queues `entry` for every endpoint of the locked log (one that is behind reads it from
-    /// the log later); endpoints asked to close leave.
-    fn fan_out(&self, log: &mut UserLog, entries: &[Arc<Entry>]) {
+    /// Hands `entries` (consecutive, just appended) to every endpoint of the locked log;
+    /// endpoints asked to close leave. `prev`: when the event before them was appended.
+    ///
+    /// A caught-up WebSocket gets them written by this very call (the direct path), unless the
+    /// user's events are coming in a burst (the previous one less than [`BURST_GAP`] ago): then
+    /// they are queued, and the endpoint's task writes the burst in a few large writes instead
+    /// of one small write per event from here.
+    fn fan_out(&self, log: &mut UserLog, entries: &[Arc<Entry>], prev: Option<Instant>) {
         let depth = self.queue_depth;
-        log.endpoints.retain(|(_, ep)| ep.push(entries, depth));
+        let direct = match (prev, entries.first()) {
+            (Some(prev), Some(first)) => first.at.saturating_duration_since(prev) >= BURST_GAP,
+            _ => true,
+        };
+        log.endpoints.retain(|(_, ep)| ep.push(entries, depth, direct));
     }
 
     /// Notes where `user`'s log stands (Redis mode, read at attach): what this node has seen.

@@ -201,6 +201,12 @@ fn logs_are_held_to_their_bytes_and_the_node_to_its_budget() {
     assert_eq!(h2.log_bytes(), 0, "nothing retained, nothing counted");
 }
 
+/// Publishes after a pause longer than a burst's gap, as a paced stream does.
+fn paced(h: &Hub, user: &str, body: &EventBody) {
+    std::thread::sleep(BURST_GAP + Duration::from_micros(100));
+    h.publish(user, body);
+}
+
 /// A direct path that takes what it is told to and remembers what it took.
 #[derive(Debug, Default)]
 struct Taker {
@@ -225,32 +231,32 @@ fn the_direct_path_takes_events_only_while_the_endpoint_is_idle_and_in_order() {
     let taker = Arc::new(Taker::default());
     a.outbox.set_direct(taker.clone(), a.epoch.clone());
     // Installed but not armed: the task has not said it is idle.
-    h.publish("u", &read("1"));
+    paced(&h, "u", &read("1"));
     assert_eq!(drain(&mut a), [1]);
     a.outbox.arm(1);
-    h.publish("u", &read("2"));
-    h.publish("u", &read("3"));
+    paced(&h, "u", &read("2"));
+    paced(&h, "u", &read("3"));
     assert_eq!(*taker.taken.lock(), [2, 3]);
     assert_eq!(a.outbox.written(), 3);
     // A full socket: that event and every later one go to the task, even once the socket
     // has room again, until the task is idle and arms again.
     taker.refuse.store(true, Ordering::Relaxed);
-    h.publish("u", &read("4"));
+    paced(&h, "u", &read("4"));
     taker.refuse.store(false, Ordering::Relaxed);
-    h.publish("u", &read("5"));
+    paced(&h, "u", &read("5"));
     assert_eq!(drain(&mut a), [4, 5]);
     assert_eq!(*taker.taken.lock(), [2, 3]);
     a.outbox.arm(5);
-    h.publish("u", &read("6"));
+    paced(&h, "u", &read("6"));
     assert_eq!(*taker.taken.lock(), [2, 3, 6]);
     // Arming with an older position does not move the stream back.
     a.outbox.arm(2);
     assert_eq!(a.outbox.written(), 6);
     // A close request disarms: nothing is written after it.
     a.outbox.close(wire::close::DRAINING);
-    h.publish("u", &read("7"));
+    paced(&h, "u", &read("7"));
     a.outbox.arm(6);
-    h.publish("u", &read("8"));
+    paced(&h, "u", &read("8"));
     assert_eq!(*taker.taken.lock(), [2, 3, 6]);
 }
 
@@ -260,20 +266,20 @@ fn an_event_out_of_order_goes_to_the_task_and_behind_disarms() {
     let mut a = h.attach(h.reserve("u").unwrap(), None);
     let taker = Arc::new(Taker::default());
     a.outbox.set_direct(taker.clone(), a.epoch.clone());
-    h.publish("u", &read("1"));
+    paced(&h, "u", &read("1"));
     // The task believes its client is at 0 while 1 waits in the queue: not armed.
     a.outbox.arm(0);
-    h.publish("u", &read("2"));
+    paced(&h, "u", &read("2"));
     assert!(taker.taken.lock().is_empty());
     assert_eq!(drain(&mut a), [1, 2]);
     // Armed at 1 (the task wrote only 1 so far): 3 is not next, so it is queued.
     a.outbox.arm(1);
-    h.publish("u", &read("3"));
+    paced(&h, "u", &read("3"));
     assert!(taker.taken.lock().is_empty());
     assert_eq!(drain(&mut a), [3]);
     a.outbox.arm(3);
     a.outbox.mark_behind();
-    h.publish("u", &read("4"));
+    paced(&h, "u", &read("4"));
     assert!(taker.taken.lock().is_empty());
 }
 
@@ -308,6 +314,25 @@ async fn a_run_of_events_is_offered_together_and_what_the_socket_left_is_queued_
         other => panic!("{other:?}"),
     }
     // Not armed again until the task says it is idle.
+    std::thread::sleep(BURST_GAP);
     h.append_all("u", events[..1].iter().copied());
     assert_eq!(narrow.offered.lock().len(), 1);
+}
+
+#[test]
+fn a_burst_goes_through_the_queue_and_the_direct_path_resumes_after_it() {
+    let h = hub(100, 8, 64);
+    let mut a = h.attach(h.reserve("u").unwrap(), None);
+    let taker = Arc::new(Taker::default());
+    a.outbox.set_direct(taker.clone(), a.epoch.clone());
+    a.outbox.arm(0);
+    paced(&h, "u", &read("1"));
+    // Right behind it: a burst, written by the task in one batch.
+    h.publish("u", &read("2"));
+    h.publish("u", &read("3"));
+    assert_eq!(*taker.taken.lock(), [1]);
+    assert_eq!(drain(&mut a), [2, 3]);
+    a.outbox.arm(3);
+    paced(&h, "u", &read("4"));
+    assert_eq!(*taker.taken.lock(), [1, 4]);
 }

@@ -345,3 +345,29 @@ async fn turn_creation_is_idempotent_and_conflicts_are_409() {
     assert_eq!(s, 201);
     assert!(fresh["turn_id"].as_str().unwrap().starts_with("t_"));
 }
+
+/// A paced stream (deltas milliseconds apart, as a model produces them) to a user's caught-up
+/// WebSockets is written by the publisher itself: the direct path. Checked through its
+/// counter, so a change that leaves it unused (every event through a woken task) fails here.
+#[tokio::test]
+async fn a_paced_stream_goes_to_caught_up_websockets_by_the_direct_path() {
+    let gw = TestGateway::start(&[]);
+    let mut phone = gw.ws("pia", "device_id=phone").await;
+    let mut laptop = gw.ws("pia", "device_id=laptop").await;
+    phone.hello().await;
+    laptop.hello().await;
+    assert_eq!(gw.create_turn("pia", "c", "paced").await.0, 201);
+    let (items, text) = deltas(20, "p");
+    for item in items {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!(gw.send_items("paced", &[item]).await.0, 200);
+    }
+    assert_eq!(gw.send_items("paced", &[end_item()]).await.0, 200);
+    let a = phone.until_end("paced").await;
+    let b = laptop.until_end("paced").await;
+    assert_contiguous(&a, 1);
+    assert_eq!(a, b);
+    assert_eq!(text_of(&a, "paced"), text);
+    let direct = gw.metric("gateway_events_written_directly_total").await;
+    assert!(direct >= 30.0, "of 44 deliveries, {direct} went by the direct path");
+}

@@ -8,6 +8,11 @@ pub const HELP: &[(&str, char, &str)] = &[
     ("gateway_events_published_total", 'c', "Log events appended by this node"),
     ("gateway_events_delivered_total", 'c', "Log events written to endpoints of this node"),
     (
+        "gateway_events_written_directly_total",
+        'c',
+        "Of those, written by the publisher straight into a caught-up WebSocket (no task woken)",
+    ),
+    (
         "gateway_slow_consumer_closes_total",
         'c',
         "Endpoints closed 4008: their next event left the log, or their writes stalled",

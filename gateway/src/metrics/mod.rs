@@ -30,6 +30,8 @@ pub struct Metrics {
     endpoints_sse: Gauge,
     pub events_published: Counter,
     pub events_delivered: Counter,
+    /// Of those, written by the publisher itself (the WebSocket direct path).
+    pub events_direct: Counter,
     pub slow_consumer_closes: Counter,
     pub auth_failures: Counter,
     resume_hits: Counter,
@@ -170,6 +172,7 @@ impl Metrics {
             endpoints_sse: gauge("gateway_endpoints", "sse"),
             events_published: counter("gateway_events_published_total", &[]),
             events_delivered: counter("gateway_events_delivered_total", &[]),
+            events_direct: counter("gateway_events_written_directly_total", &[]),
             slow_consumer_closes: counter("gateway_slow_consumer_closes_total", &[]),
             auth_failures: counter("gateway_auth_failures_total", &[]),
             resume_hits: counter("gateway_resume_total", &[("result", "hit")]),

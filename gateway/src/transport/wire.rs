@@ -243,6 +243,7 @@ impl Direct for Wire {
             let done = &group[..offer.taken + usize::from(offer.started)];
             metrics.delivered(Transport::Ws, done.iter().map(|(e, _)| &e.at));
             metrics.events_delivered.increment(done.len() as u64);
+            metrics.events_direct.increment(done.len() as u64);
             tenant.events.fetch_add(done.len() as u64, Ordering::Relaxed);
             let bytes: usize = done.iter().map(|(e, _)| e.json.len()).sum();
             tenant.bytes.fetch_add(bytes as u64, Ordering::Relaxed);

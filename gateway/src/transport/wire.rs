@@ -64,7 +64,41 @@ fn header(len: usize) -> ([u8; 10], usize) {
     }
 }
 
+/// Up to [`GROUP`] events, each with its frame header.
+type Group<'a> = Vec<(&'a Entry, ([u8; 10], usize))>;
+
+fn group<'a>(entries: impl Iterator<Item = &'a Arc<Entry>>) -> Group<'a> {
+    entries.take(GROUP).map(|e| (&**e, header(e.json.len()))).collect()
+}
+
+/// The group's frames as one vectored write: header, JSON, header, JSON, …
+fn slices<'a>(group: &'a Group<'a>) -> Vec<IoSlice<'a>> {
+    group
+        .iter()
+        .flat_map(|(e, (h, n))| [IoSlice::new(&h[..*n]), IoSlice::new(e.json.as_bytes())])
+        .collect()
+}
+
 impl Out {
+    /// After `w` bytes of `group` went out: how many frames went whole, and whether the next
+    /// one was begun (its rest is kept as pending).
+    fn advance(&mut self, group: &Group<'_>, mut w: usize) -> (usize, bool) {
+        let mut whole = 0;
+        for (e, (h, n)) in group {
+            let len = n + e.json.len();
+            if w < len {
+                if w > 0 {
+                    self.keep(&[&h[..*n], e.json.as_bytes()], w);
+                    return (whole, true);
+                }
+                break;
+            }
+            w -= len;
+            whole += 1;
+        }
+        (whole, false)
+    }
+
     /// Writes what is pending; ready once nothing is.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(pending) = self.pending.as_mut() {
@@ -124,32 +158,13 @@ impl Wire {
             if *done == batch.len() {
                 return Poll::Ready(Ok(()));
             }
-            let group: Vec<(&Entry, ([u8; 10], usize))> = batch
-                .iter()
-                .skip(*done)
-                .take(GROUP)
-                .map(|e| (&**e, header(e.json.len())))
-                .collect();
-            let slices: Vec<IoSlice<'_>> = group
-                .iter()
-                .flat_map(|(e, (h, n))| [IoSlice::new(&h[..*n]), IoSlice::new(e.json.as_bytes())])
-                .collect();
-            let mut w = ready!(Pin::new(&mut out.socket).poll_write_vectored(cx, &slices))?;
+            let group = group(batch.iter().skip(*done));
+            let w = ready!(Pin::new(&mut out.socket).poll_write_vectored(cx, &slices(&group)))?;
             if w == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            for (e, (h, n)) in &group {
-                if w == 0 {
-                    break;
-                }
-                let len = n + e.json.len();
-                *done += 1;
-                if w < len {
-                    out.keep(&[&h[..*n], e.json.as_bytes()], w);
-                    break;
-                }
-                w -= len;
-            }
+            let (whole, begun) = out.advance(&group, w);
+            *done += whole + usize::from(begun);
         }
     }
 }
@@ -218,27 +233,10 @@ impl Direct for Wire {
         if out.pending.is_some() {
             return offer;
         }
-        let group: Vec<(&Entry, ([u8; 10], usize))> =
-            entries.iter().take(GROUP).map(|e| (&**e, header(e.json.len()))).collect();
-        let slices: Vec<IoSlice<'_>> = group
-            .iter()
-            .flat_map(|(e, (h, n))| [IoSlice::new(&h[..*n]), IoSlice::new(e.json.as_bytes())])
-            .collect();
+        let group = group(entries.iter());
         // Full (`WouldBlock`) or failed: the task writes them, or learns the socket is gone.
-        let Ok(mut w) = out.socket.tcp().try_write_vectored(&slices) else { return offer };
-        for (e, (h, n)) in &group {
-            let len = n + e.json.len();
-            if w >= len {
-                w -= len;
-                offer.taken += 1;
-            } else {
-                if w > 0 {
-                    out.keep(&[&h[..*n], e.json.as_bytes()], w);
-                    offer.started = true;
-                }
-                break;
-            }
-        }
+        let Ok(w) = out.socket.tcp().try_write_vectored(&slices(&group)) else { return offer };
+        (offer.taken, offer.started) = out.advance(&group, w);
         if let Some((metrics, tenant)) = &out.counts {
             let done = &group[..offer.taken + usize::from(offer.started)];
             metrics.delivered(Transport::Ws, done.iter().map(|(e, _)| &e.at));

@@ -224,12 +224,18 @@ impl Direct for Taker {
     }
 }
 
+/// An endpoint of user `u` whose direct path is a [`Taker`] (installed, not armed).
+fn with_taker(h: &Hub) -> (Attachment, Arc<Taker>) {
+    let a = h.attach(h.reserve("u").unwrap(), None);
+    let taker = Arc::new(Taker::default());
+    a.outbox.set_direct(taker.clone(), a.epoch.clone());
+    (a, taker)
+}
+
 #[test]
 fn the_direct_path_takes_events_only_while_the_endpoint_is_idle_and_in_order() {
     let h = hub(100, 8, 64);
-    let mut a = h.attach(h.reserve("u").unwrap(), None);
-    let taker = Arc::new(Taker::default());
-    a.outbox.set_direct(taker.clone(), a.epoch.clone());
+    let (mut a, taker) = with_taker(&h);
     // Installed but not armed: the task has not said it is idle.
     paced(&h, "u", &read("1"));
     assert_eq!(drain(&mut a), [1]);
@@ -263,9 +269,7 @@ fn the_direct_path_takes_events_only_while_the_endpoint_is_idle_and_in_order() {
 #[test]
 fn an_event_out_of_order_goes_to_the_task_and_behind_disarms() {
     let h = hub(100, 8, 64);
-    let mut a = h.attach(h.reserve("u").unwrap(), None);
-    let taker = Arc::new(Taker::default());
-    a.outbox.set_direct(taker.clone(), a.epoch.clone());
+    let (mut a, taker) = with_taker(&h);
     paced(&h, "u", &read("1"));
     // The task believes its client is at 0 while 1 waits in the queue: not armed.
     a.outbox.arm(0);
@@ -322,9 +326,7 @@ async fn a_run_of_events_is_offered_together_and_what_the_socket_left_is_queued_
 #[test]
 fn a_burst_goes_through_the_queue_and_the_direct_path_resumes_after_it() {
     let h = hub(100, 8, 64);
-    let mut a = h.attach(h.reserve("u").unwrap(), None);
-    let taker = Arc::new(Taker::default());
-    a.outbox.set_direct(taker.clone(), a.epoch.clone());
+    let (mut a, taker) = with_taker(&h);
     a.outbox.arm(0);
     paced(&h, "u", &read("1"));
     // Right behind it: a burst, written by the task in one batch.

@@ -230,16 +230,29 @@ impl Metrics {
         m
     }
 
-    /// Observes the delivery latency of events appended at `ats`, written now.
-    pub fn delivered<'a>(&self, t: Transport, ats: impl Iterator<Item = &'a tokio::time::Instant>) {
+    /// Counts live events written now to an endpoint of `tenant`, each given as (when it was
+    /// appended, bytes of JSON): delivered events, the transport's delivery latency, and the
+    /// tenant's events and bytes. One place for the endpoint's task and the direct path.
+    pub fn delivered<'a>(
+        &self,
+        t: Transport,
+        tenant: &TenantCounters,
+        events: impl Iterator<Item = (&'a tokio::time::Instant, usize)>,
+    ) {
         let h = match t {
             Transport::Ws => &self.delivery_ws,
             Transport::Sse => &self.delivery_sse,
         };
         let now = tokio::time::Instant::now();
-        for at in ats {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for (at, size) in events {
             h.record(now.saturating_duration_since(*at).as_secs_f64());
+            n += 1;
+            bytes += size as u64;
         }
+        self.events_delivered.increment(n);
+        tenant.events.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        tenant.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Observes one HTTP request: its route template and status.

@@ -84,17 +84,6 @@ impl Session {
         Ok((session, att))
     }
 
-    /// Counts events written to this endpoint under its tenant.
-    pub fn delivered<'a>(&self, events: impl Iterator<Item = &'a Arc<crate::hub::Entry>>) {
-        let (mut n, mut bytes) = (0, 0);
-        for e in events {
-            n += 1;
-            bytes += e.json.len() as u64;
-        }
-        self.tenant.events.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        self.tenant.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-    }
-
     pub fn hello(&self, att: &Attachment) -> ControlFrame {
         ControlFrame::Hello {
             conn_id: self.info.conn_id.clone(),

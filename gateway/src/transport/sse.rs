@@ -140,10 +140,9 @@ impl SseStream {
                 for ev in &batch {
                     buf.put_slice(ev.sse_frame());
                 }
-                metrics.events_delivered.increment(batch.len() as u64);
                 // Handed to hyper, which writes as the client reads: the latency to the body.
-                metrics.delivered(Transport::Sse, batch.iter().map(|e| &e.at));
-                self.session.delivered(batch.iter());
+                let events = batch.iter().map(|e| (&e.at, e.json.len()));
+                metrics.delivered(Transport::Sse, &self.session.tenant, events);
                 Some(buf.freeze())
             }
             _ = self.heartbeat.tick() => Some(Bytes::from_static(wire::sse::PING.as_bytes())),

@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use parking_lot::Mutex;
@@ -239,12 +238,12 @@ impl Direct for Wire {
         (offer.taken, offer.started) = out.advance(&group, w);
         if let Some((metrics, tenant)) = &out.counts {
             let done = &group[..offer.taken + usize::from(offer.started)];
-            metrics.delivered(Transport::Ws, done.iter().map(|(e, _)| &e.at));
-            metrics.events_delivered.increment(done.len() as u64);
+            metrics.delivered(
+                Transport::Ws,
+                tenant,
+                done.iter().map(|(e, _)| (&e.at, e.json.len())),
+            );
             metrics.events_direct.increment(done.len() as u64);
-            tenant.events.fetch_add(done.len() as u64, Ordering::Relaxed);
-            let bytes: usize = done.iter().map(|(e, _)| e.json.len()).sum();
-            tenant.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         }
         offer
     }

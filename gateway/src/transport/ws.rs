@@ -170,14 +170,9 @@ pub(super) fn close_code(code: u16) -> End {
 }
 
 /// Checks what the outbox gave against the client's stream (repairing it, or reading on from
-/// the log when the endpoint is behind) and writes it; returns how many events were written.
+/// the log when the endpoint is behind) and writes it.
 /// Boxed by the caller.
-async fn deliver(
-    wire: &Wire,
-    feed: &mut Feed,
-    session: &Session,
-    ready: Ready,
-) -> Result<u64, End> {
+async fn deliver(wire: &Wire, feed: &mut Feed, session: &Session, ready: Ready) -> Result<(), End> {
     let batch = match ready {
         // The steady state: the queue continues the client's stream exactly.
         Ready::Events(batch) if feed.accept(&batch) => batch,
@@ -191,10 +186,7 @@ async fn deliver(
             })?
         }
     };
-    let n = batch.len() as u64;
-    session.delivered(batch.iter());
-    write_batch(wire, &feed.outbox, batch, &session.state.metrics).await?;
-    Ok(n)
+    write_batch(wire, &feed.outbox, batch, session).await
 }
 
 /// How a close the feed asked for ends the connection.
@@ -211,14 +203,15 @@ async fn write_batch(
     wire: &Wire,
     outbox: &Outbox,
     batch: VecDeque<Arc<Entry>>,
-    metrics: &crate::metrics::Metrics,
+    session: &Session,
 ) -> Result<(), End> {
     tokio::select! {
         biased;
         code = outbox.closed() => return Err(close_code(code)),
         r = wire.send(&batch) => r.map_err(|_| End::Gone)?,
     }
-    metrics.delivered(wire::Transport::Ws, batch.iter().map(|e| &e.at));
+    let events = batch.iter().map(|e| (&e.at, e.json.len()));
+    session.state.metrics.delivered(wire::Transport::Ws, &session.tenant, events);
     Ok(())
 }
 
@@ -278,7 +271,6 @@ fn read_error(e: tungstenite::Error) -> End {
 /// The steady state: live events, client frames, heartbeat and token expiry, until the end.
 async fn serve(socket: &mut Ws, wire: &Wire, session: &mut Session, feed: &mut Feed) -> End {
     let state = session.state.clone();
-    let metrics = &state.metrics;
     // One timer serves the heartbeat and the token expiry (one fewer timer per connection).
     let hb = state.limits.heartbeat;
     let mut next_beat = Instant::now() + hb;
@@ -299,9 +291,8 @@ async fn serve(socket: &mut Ws, wire: &Wire, session: &mut Session, feed: &mut F
                 if let Ready::Close(code) = ready {
                     return close_code(code);
                 }
-                match Box::pin(deliver(wire, feed, session, ready)).await {
-                    Ok(n) => metrics.events_delivered.increment(n),
-                    Err(end) => return end,
+                if let Err(end) = Box::pin(deliver(wire, feed, session, ready)).await {
+                    return end;
                 }
             }
             msg = socket.next() => {

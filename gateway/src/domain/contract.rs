@@ -187,6 +187,8 @@ pub async fn run_all(f: &dyn Factory) {
     users_whose_names_look_alike_stay_apart(f.make(100).await).await;
     producers_on_two_nodes_race_and_indexes_stay_whole(f.make(10_000).await).await;
     a_cancel_racing_deltas_is_the_last_event(f.make(10_000).await).await;
+    super::contract_log::appends_of_many_users_at_once_keep_each_log_whole(f.make(1_000).await)
+        .await;
     super::contract_tasks::a_task_is_one_on_every_node(f.make(1_000).await).await;
     super::contract_tasks::a_cancel_racing_artifacts_ends_the_task_once(f.make(10_000).await).await;
     super::contract_tasks::the_open_task_cap_frees_as_tasks_are_stored(f.make(1_000).await).await;

@@ -14,6 +14,7 @@
 //! A new event family is a module here plus its wire types.
 
 pub mod contract;
+mod contract_log;
 mod contract_tasks;
 mod digests;
 pub mod finished;

@@ -194,12 +194,12 @@ impl Hub {
         self.log_bytes.load(Ordering::Relaxed)
     }
 
-    /// Hands an event appended elsewhere (Redis mode) to this node's endpoints of `user`, if it
-    /// has any, and keeps it in the node-local cache of the user's log, where an endpoint that
-    /// fell behind reads it without asking Redis. `make` builds the entry from the log's epoch,
-    /// reusing the one already held when it is the same (most events), so the epoch string is
-    /// not copied per event.
-    pub fn deliver(&self, user: &str, epoch: &str, seq: u64, make: impl FnOnce(Arc<str>) -> Entry) {
+    /// Hands events appended elsewhere (Redis mode; consecutive, one append's) to this node's
+    /// endpoints of `user`, if it has any, and keeps them in the node-local cache of the user's
+    /// log, where an endpoint that fell behind reads them without asking Redis. `make` builds
+    /// the entries from the log's epoch, reusing the one already held when it is the same (most
+    /// events), so the epoch string is not copied per event.
+    pub fn deliver(&self, user: &str, epoch: &str, make: impl FnOnce(&Arc<str>) -> Vec<Entry>) {
         let Some(slot) = self.users.get(user).map(|s| s.clone()) else { return };
         let mut log = slot.lock();
         if log.retired {
@@ -211,12 +211,15 @@ impl Hub {
             self.log_bytes.fetch_sub(freed, Ordering::Relaxed);
             log.ring = Ring::new(); // a new life starts its seqs again
         }
-        let entry = Arc::new(make(log.epoch.clone()));
-        debug_assert_eq!(entry.seq, seq);
+        let entries: Vec<Arc<Entry>> = make(&log.epoch).into_iter().map(Arc::new).collect();
         let prev = log.ring.newest_at();
-        let (added, freed) = log.ring.cache(entry.clone(), self.retention);
-        self.account(&mut log, added, freed);
-        self.fan_out(&mut log, std::slice::from_ref(&entry), prev);
+        for entry in &entries {
+            let (added, freed) = log.ring.cache(entry.clone(), self.retention);
+            self.account(&mut log, added, freed);
+        }
+        if !entries.is_empty() {
+            self.fan_out(&mut log, &entries, prev);
+        }
     }
 
     /// Hands `entries` (consecutive, just appended) to every endpoint of the locked log;
@@ -392,6 +395,11 @@ impl Hub {
                 ep.close(code);
             }
         }
+    }
+
+    /// The metrics, for a part that outlives a borrow of the hub (a backplane's task).
+    pub fn shared_metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -6,6 +6,12 @@
 pub const HELP: &[(&str, char, &str)] = &[
     ("gateway_endpoints", 'g', "Live client endpoints on this node, by transport (ws, sse)"),
     ("gateway_events_published_total", 'c', "Log events appended by this node"),
+    (
+        "gateway_redis_append_batches_total",
+        'c',
+        "Redis mode: script calls that carried appends (the appends per call are \
+         gateway_backplane_append_seconds_count over this)",
+    ),
     ("gateway_events_delivered_total", 'c', "Log events written to endpoints of this node"),
     (
         "gateway_events_written_directly_total",

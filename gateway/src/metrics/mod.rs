@@ -29,6 +29,8 @@ pub struct Metrics {
     endpoints_ws: Gauge,
     endpoints_sse: Gauge,
     pub events_published: Counter,
+    /// Script calls carrying appends to Redis (appends per call: the append count over this).
+    pub redis_batches: Counter,
     pub events_delivered: Counter,
     /// Of those, written by the publisher itself (the WebSocket direct path).
     pub events_direct: Counter,
@@ -171,6 +173,7 @@ impl Metrics {
             endpoints_ws: gauge("gateway_endpoints", "ws"),
             endpoints_sse: gauge("gateway_endpoints", "sse"),
             events_published: counter("gateway_events_published_total", &[]),
+            redis_batches: counter("gateway_redis_append_batches_total", &[]),
             events_delivered: counter("gateway_events_delivered_total", &[]),
             events_direct: counter("gateway_events_written_directly_total", &[]),
             slow_consumer_closes: counter("gateway_slow_consumer_closes_total", &[]),

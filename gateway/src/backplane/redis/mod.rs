@@ -8,6 +8,7 @@
 //! events first, then reads what it missed, and its feed skips what comes twice. A lost
 //! subscription connection is followed by a resubscribe and a catch-up from each user's log.
 
+mod batch;
 mod conn;
 mod keys;
 mod outbox;
@@ -27,13 +28,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, ScriptInvocation};
+use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::record::{Append, Blobs, Expect, Keep, Outcome, Read};
+use super::record::{Append, Blobs, Keep, Outcome, Read};
 use super::{Backplane, Unavailable};
 use crate::hub::{Attachment, Entry, Hub, Reservation, ResumeFrom};
+use batch::Appender;
 use read::LogRead;
 use subs::Subscriptions;
 
@@ -55,6 +57,8 @@ pub struct RedisBackplane {
     keys: Keys,
     scripts: Arc<Scripts>,
     hub: Arc<Hub>,
+    /// Appends go through it, in batches.
+    appender: Appender,
     subs: Arc<Subscriptions>,
     /// The subscription connection's push handler (knows when messages were lost).
     dispatcher: Dispatcher,
@@ -65,12 +69,12 @@ pub struct RedisBackplane {
 }
 
 /// Redis failed: the details are logged, the client gets a plain sentence.
-fn unavailable(e: redis::RedisError) -> Unavailable {
+pub(super) fn unavailable(e: redis::RedisError) -> Unavailable {
     tracing::warn!(error = %e, "Redis call failed");
     Unavailable { code: "redis_unavailable", message: "Redis cannot be reached now".into() }
 }
 
-fn corrupt(e: String) -> Unavailable {
+pub(super) fn corrupt(e: String) -> Unavailable {
     tracing::error!(error = %e, "unexpected reply from Redis");
     Unavailable { code: "redis_unavailable", message: "Redis gave an unexpected reply".into() }
 }
@@ -104,7 +108,15 @@ impl RedisLink {
 impl RedisBackplane {
     pub fn new(link: RedisLink, hub: Arc<Hub>, settings: RedisSettings) -> Self {
         let RedisLink { conns, dispatcher, keys, scripts } = link;
+        let appender = Appender::start(
+            conns.commands.clone(),
+            keys.clone(),
+            scripts.clone(),
+            &settings,
+            hub.shared_metrics(),
+        );
         RedisBackplane {
+            appender,
             subs: Arc::new(Subscriptions::new(conns.subscriptions, keys.clone())),
             conn: conns.commands,
             keys,
@@ -115,19 +127,6 @@ impl RedisBackplane {
             tasks: TaskTracker::new(),
             sweeps: AtomicU64::new(0),
         }
-    }
-
-    /// Adds the arguments every appending script starts with (see [`scripts`]).
-    fn prelude<'a>(&self, script: &'a redis::Script, user: &str) -> ScriptInvocation<'a> {
-        let log = self.keys.log(user);
-        let mut inv = script.key(log.log);
-        inv.key(log.meta)
-            .arg(self.conn.publish_command())
-            .arg(format!("{:016x}", rand::random::<u64>()))
-            .arg(format!("{}:{}", self.settings.keep, self.settings.max_log_bytes))
-            .arg(self.settings.age.as_millis() as u64)
-            .arg(log.channel);
-        inv
     }
 
     /// Counts events this node appended (`gateway_events_published_total`; in embedded mode the
@@ -172,7 +171,7 @@ impl RedisBackplane {
     }
 }
 
-fn keep_arg(keep: Keep) -> String {
+pub(super) fn keep_arg(keep: Keep) -> String {
     match keep {
         Keep::Unchanged => String::new(),
         Keep::Forever => "0".into(),
@@ -187,31 +186,7 @@ impl Backplane for RedisBackplane {
     }
 
     async fn append_if(&self, a: Append) -> Result<Outcome, Unavailable> {
-        let started = std::time::Instant::now();
-        let r = self.keys.record(&a.user, &a.record);
-        let mut inv = self.prelude(&self.scripts.append_if, &a.user);
-        let expect = match a.expect {
-            Expect::NoRecord => String::new(),
-            Expect::Any => "*".into(),
-            Expect::Absent => "-".into(),
-            Expect::Version(v) => v.to_string(),
-            Expect::Field(k, v) => format!("={k}\n{v}"),
-        };
-        inv.key(r.record).key(r.text).key(r.items);
-        inv.arg(expect).arg(keep_arg(a.keep)).arg(a.set.len()).arg(&a.text).arg(a.items.len());
-        for (k, v) in &a.set {
-            inv.arg(*k).arg(v);
-        }
-        for item in &a.items {
-            inv.arg(item);
-        }
-        for e in &a.events {
-            inv.arg(&e.json);
-        }
-        let raw: redis::Value =
-            inv.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
-        let outcome = read::outcome(raw).map_err(corrupt)?;
-        self.hub.metrics().append.record(started.elapsed().as_secs_f64());
+        let outcome = self.appender.append(a).await?;
         if let Outcome::Appended { first, last, .. } = outcome
             && last > 0
         {

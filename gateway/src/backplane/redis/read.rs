@@ -54,6 +54,7 @@ pub fn outcome(v: Value) -> Result<Outcome, String> {
             let fields = items(f[1].clone())?.iter().map(text).collect::<Result<Vec<_>, _>>()?;
             Ok(Outcome::Refused(from_pairs(fields)?))
         }
+        Some(-1) => Err(format!("the append failed in Redis: {:?}", f.get(1))),
         _ => Err(format!("append reply {f:?}")),
     }
 }
@@ -93,7 +94,7 @@ impl LogRead {
 }
 
 /// A log item `<ms>|<event JSON>` as an entry of `epoch`.
-fn entry(epoch: &Arc<str>, item: &str) -> Result<Entry, String> {
+pub fn entry(epoch: &Arc<str>, item: &str) -> Result<Entry, String> {
     let (_, json) = item.split_once('|').ok_or("log item without time")?;
     let seq = json
         .strip_prefix("{\"seq\":")

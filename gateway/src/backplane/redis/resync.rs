@@ -2,6 +2,7 @@
 //! again and catch every endpoint up from the logs; and keep the logs of connected users from
 //! expiring while they are idle.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -52,14 +53,12 @@ impl RedisBackplane {
         while let Some((user, read)) = reads.next().await {
             let read = read?;
             match read.events {
-                Some(events) => {
-                    for e in events {
-                        let json = e.json.as_str().to_owned();
-                        self.hub.deliver(&user, &read.epoch, e.seq, |epoch| {
-                            Entry::with_json(epoch, e.seq, e.kind, json)
-                        });
-                    }
-                }
+                Some(events) => self.hub.deliver(&user, &read.epoch, |epoch| {
+                    let copy = |e: &Arc<Entry>| {
+                        Entry::with_json(epoch.clone(), e.seq, e.kind, e.json.as_str().to_owned())
+                    };
+                    events.iter().map(copy).collect()
+                }),
                 None => self.hub.close_user(&user, wire::close::SLOW_CONSUMER),
             }
         }

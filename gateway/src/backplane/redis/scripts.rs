@@ -1,139 +1,25 @@
 //! The Lua scripts: each is one atomic step in one user's slot (or the outbox's). None holds a
-//! domain rule: [`APPEND_IF`] takes its condition and changes as data.
+//! domain rule: the appending script takes its conditions and changes as data.
 //!
-//! The appending script starts with [`PRELUDE`]: `append` gives the event the next
-//! `seq`, keeps it in the user's log (capped by count and age, the whole log expiring when idle)
-//! and publishes `<epoch>\n<seq>\n<json>` on the user's channel, in one step, so the order nodes
-//! receive events in is the order of their seqs, and no node sees a gap. A log that is gone
-//! (expired, Redis restarted or flushed) starts a new epoch with the candidate the caller gave.
+//! [`append.lua`](./append.lua) appends a batch: for each append, the condition on a record is
+//! checked, the events get the next seqs, are kept in the user's log (capped by count, bytes
+//! and age, the whole log expiring when idle) and published as one message
+//! `<epoch>\n<item>\n<item>…` (an item is `<ms>|<event JSON with seq>`, as the log keeps it) on
+//! the user's channel, in one step, so the order nodes receive events in is the order of their
+//! seqs, and no node sees a gap. A log that is gone (expired, Redis restarted or flushed)
+//! starts a new epoch with the candidate the caller gave. Then the record is changed.
 //!
-//! Prelude arguments: KEYS[1] log, KEYS[2] meta; ARGV[1] `PUBLISH` or `SPUBLISH` (cluster),
-//! ARGV[2] epoch candidate, ARGV[3] `<events kept>:<bytes kept>`, ARGV[4] their age limit in
-//! ms, ARGV[5] channel.
-//! Each script's own arguments follow: KEYS from 3, ARGV from 6.
+//! Its arguments: ARGV[1] `PUBLISH` or `SPUBLISH` (cluster), ARGV[2] `<events kept>:<bytes
+//! kept>`, ARGV[3] their age limit in ms. Then per append, five KEYS: log (LIST), meta (HASH
+//! `epoch`, `head`, `bytes`, `exp`), record (HASH), its text (STRING), its items (LIST); and
+//! the ARGV: channel, epoch candidate, expect (`` no record | `*` any | `-` absent |
+//! `=<field>\n<value>` that field has that value | a version), keep (`` unchanged | `0`
+//! forever | ms), n fields set, text appended, m items pushed, k events, then n field/value
+//! pairs, m items, and the k events (their JSON without seq and without the opening brace).
+//! → per append: {1, first seq, last seq, version} | {0, the record's fields (empty: absent)}
+//! | {-1, error}. A blob made now takes the record's expiry, so nothing of a record outlives it.
 
 use redis::Script;
-
-const PRELUDE: &str = r#"
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local keep, max_bytes = string.match(ARGV[3], '^(%d+):(%d+)$')
-local L = { log = KEYS[1], meta = KEYS[2], pub = ARGV[1], cand = ARGV[2],
-            keep = tonumber(keep), max_bytes = tonumber(max_bytes), age = tonumber(ARGV[4]),
-            ch = ARGV[5] }
--- Pops `n` entries from the front of the log and takes their size off the byte count.
-local function pop(n)
-  local gone = redis.call('LPOP', L.log, n)
-  if not gone then return 0 end
-  local freed = 0
-  for _, e in ipairs(gone) do freed = freed + #e end
-  return redis.call('HINCRBY', L.meta, 'bytes', -freed)
-end
--- The fewest calls per event (this runs for every token): the head, the epoch and when the
--- keys' expiry was last pushed back in one read; the log trimmed by count in chunks and by age
--- every 64 events (readers check both anyway); the expiry pushed back once per `age`.
-local function append(body)
-  local seq = redis.call('HINCRBY', L.meta, 'head', 1)
-  local m = redis.call('HMGET', L.meta, 'epoch', 'exp')
-  local epoch, exp = m[1], tonumber(m[2] or '0')
-  local now = now_ms()
-  if not epoch then
-    epoch = L.cand
-    redis.call('DEL', L.log)
-    redis.call('HSET', L.meta, 'epoch', epoch, 'head', 1, 'bytes', 0)
-    seq = 1
-    exp = 0
-  end
-  local json = '{"seq":' .. seq .. ',' .. string.sub(body, 2)
-  if L.keep > 0 then
-    local entry = now .. '|' .. json
-    local len = redis.call('RPUSH', L.log, entry)
-    local bytes = redis.call('HINCRBY', L.meta, 'bytes', #entry)
-    if len > L.keep + 64 then
-      bytes = pop(len - L.keep)
-      len = L.keep
-    end
-    -- Bytes are held exactly: a burst of large events never outgrows the cap.
-    while bytes > L.max_bytes and len > 0 do
-      bytes = pop(1)
-      len = len - 1
-    end
-    if seq % 64 == 0 then
-      local cutoff = now - L.age
-      while true do
-        local first = redis.call('LINDEX', L.log, 0)
-        if not first then break end
-        local at = tonumber(string.match(first, '^(%d+)|'))
-        if at and at < cutoff then pop(1) else break end
-      end
-    end
-  end
-  -- Idle logs expire between `age` and twice that after their last event.
-  if exp < now + L.age then
-    redis.call('PEXPIRE', L.log, 2 * L.age)
-    redis.call('PEXPIRE', L.meta, 2 * L.age)
-    redis.call('HSET', L.meta, 'exp', now + 2 * L.age)
-  end
-  redis.call(L.pub, L.ch, epoch .. '\n' .. seq .. '\n' .. json)
-  return seq
-end
-"#;
-
-/// The one appending script: events appended to the log *if* a precondition on a record holds,
-/// the record changed in the same step. It knows nothing of turns or notifications (see
-/// `backplane::record`). KEYS[3] record (HASH), KEYS[4] its text (STRING), KEYS[5] its items
-/// (LIST). ARGV[6] expect: `` no record | `*` any | `-` absent | `=<field>\n<value>` that
-/// field has that value | a version; ARGV[7] keep: ``
-/// unchanged | `0` forever | ms; ARGV[8] fields set, n; ARGV[9] text appended; ARGV[10] items
-/// pushed, m; then n field/value pairs, m items, and the events (bodies without seq).
-/// → {1, first seq, last seq, version} | {0, the record's fields (empty: absent)}
-/// A blob made now takes the record's expiry, so nothing of a record outlives it.
-const APPEND_IF: &str = r#"
-local r, expect, keep = KEYS[3], ARGV[6], ARGV[7]
-local nset, text, nitems = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
-local v = false
-if expect ~= '' then
-  v = redis.call('HGET', r, 'v')
-  local ok
-  if expect == '-' then ok = not v
-  elseif expect == '*' then ok = true
-  elseif string.sub(expect, 1, 1) == '=' then
-    local nl = string.find(expect, '\n', 1, true)
-    ok = v and redis.call('HGET', r, string.sub(expect, 2, nl - 1)) == string.sub(expect, nl + 1)
-  else ok = v == expect end
-  if not ok then return {0, redis.call('HGETALL', r)} end
-end
-local events = 11 + 2 * nset + nitems
-local first, last = 0, 0
-for i = events, #ARGV do
-  last = append(ARGV[i])
-  if first == 0 then first = last end
-end
-if expect == '' then return {1, first, last, 0} end
-local version = redis.call('HINCRBY', r, 'v', 1)
--- One HSET for every field (this runs for every token: each call costs Redis CPU).
-local set = {}
-if not v and first > 0 then set[#set + 1] = 'seq0'; set[#set + 1] = first end
-if last > 0 then set[#set + 1] = 'seq'; set[#set + 1] = last end
-for i = 11, 10 + 2 * nset do set[#set + 1] = ARGV[i] end
-if #set > 0 then redis.call('HSET', r, unpack(set)) end
-local made = {}
-if #text > 0 and redis.call('APPEND', KEYS[4], text) == #text then made[#made + 1] = KEYS[4] end
-for i = 11 + 2 * nset, events - 1 do
-  if redis.call('RPUSH', KEYS[5], ARGV[i]) == 1 then made[#made + 1] = KEYS[5] end
-end
-if keep == '0' then
-  for k = 3, 5 do redis.call('PERSIST', KEYS[k]) end
-elseif keep ~= '' then
-  for k = 3, 5 do redis.call('PEXPIRE', KEYS[k], keep) end
-elseif #made > 0 then
-  local ttl = redis.call('PTTL', r)
-  if ttl > 0 then for _, k in ipairs(made) do redis.call('PEXPIRE', k, ttl) end end
-end
-return {1, first, last, version}
-"#;
 
 /// Reads a record. KEYS[1] log meta, KEYS[2] record, KEYS[3] text, KEYS[4] items; ARGV[1]
 /// `1`: with the text, ARGV[2] `1`: with the items. → {head, fields, text, items}: the head
@@ -266,7 +152,7 @@ return {redis.call('ZCARD', KEYS[1]), oldest[2] or '', redis.call('HLEN', KEYS[5
 
 /// Every script, called by hash (sent in full when Redis does not know it: after a restart).
 pub struct Scripts {
-    pub append_if: Script,
+    pub append: Script,
     pub read_record: Script,
     pub keep: Script,
     pub read_log: Script,
@@ -282,9 +168,8 @@ pub struct Scripts {
 
 impl Scripts {
     pub fn new() -> Self {
-        let appending = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
-            append_if: appending(APPEND_IF),
+            append: Script::new(include_str!("append.lua")),
             read_record: Script::new(READ_RECORD),
             keep: Script::new(KEEP),
             read_log: Script::new(READ_LOG),
@@ -305,7 +190,7 @@ impl Scripts {
     /// start do not each fail with NOSCRIPT and send the script again.
     pub async fn load(&self, conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
         for s in [
-            &self.append_if,
+            &self.append,
             &self.read_record,
             &self.keep,
             &self.read_log,

@@ -18,7 +18,8 @@ use tokio::sync::{Mutex, Notify};
 
 use super::conn::RedisConn;
 use super::keys::Keys;
-use crate::hub::{Entry, Hub, kind_of};
+use super::read;
+use crate::hub::{Entry, Hub};
 
 /// Subscriptions restored at once after a lost connection.
 const RENEW_IN_FLIGHT: usize = 64;
@@ -62,12 +63,10 @@ impl Dispatcher {
             return;
         };
         let Some(user) = self.0.keys.user_of_channel(channel) else { return };
-        match parse_message(payload) {
-            Some((epoch, seq, kind, json)) => self.0.hub.deliver(&user, epoch, seq, |epoch| {
-                Entry::with_json(epoch, seq, kind, json.to_owned())
-            }),
-            None => tracing::warn!(%channel, "unreadable message on a user channel"),
-        }
+        let Some((epoch, items)) = payload.split_once('\n') else {
+            return tracing::warn!(%channel, "unreadable message on a user channel");
+        };
+        self.0.hub.deliver(&user, epoch, |epoch| entries(epoch, items));
     }
 }
 
@@ -101,12 +100,15 @@ impl AsyncPushSender for Dispatcher {
     }
 }
 
-/// `<epoch>\n<seq>\n<json>` → its parts, the event's type found in the JSON.
-pub fn parse_message(payload: &str) -> Option<(&str, u64, &'static str, &str)> {
-    let (epoch, rest) = payload.split_once('\n')?;
-    let (seq, json) = rest.split_once('\n')?;
-    let seq = seq.parse().ok()?;
-    Some((epoch, seq, kind_of(json)?, json))
+/// A message's items (`<ms>|<event JSON>`, one per line: JSON has no raw newline) as
+/// entries of `epoch`; an unreadable item is logged and left out.
+pub fn entries(epoch: &Arc<str>, items: &str) -> Vec<Entry> {
+    let read = |item| {
+        read::entry(epoch, item)
+            .map_err(|e| tracing::warn!(error = %e, "unreadable event on a user channel"))
+            .ok()
+    };
+    items.split('\n').filter_map(read).collect()
 }
 
 /// Which users' channels this node is subscribed to, and how many endpoints hold each.
@@ -185,13 +187,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_and_kinds_parse() {
-        let m = "e1\n42\n{\"seq\":42,\"type\":\"turn.delta\",\"turn_id\":\"t\",\"index\":0,\"text\":\"a\\n\\\"type\\\":\\\"x\"}";
-        let (epoch, seq, kind, json) = parse_message(m).unwrap();
-        assert_eq!((epoch, seq, kind), ("e1", 42, "turn.delta"));
-        assert!(json.starts_with("{\"seq\":42,"));
-        assert!(parse_message("e1\nx\n{}").is_none());
-        // Any type passes: a new event family needs no list here.
-        assert!(parse_message("e1\n1\n{\"seq\":1,\"type\":\"task.status\"}").is_some());
+    fn a_message_carries_an_appends_events_in_order() {
+        let epoch: Arc<str> = Arc::from("e1");
+        let items = "1700000000000|{\"seq\":41,\"type\":\"turn.delta\",\"text\":\"a\\n\\\"type\\\":\\\"x\"}\n\
+                     1700000000000|{\"seq\":42,\"type\":\"task.status\"}";
+        let got = entries(&epoch, items);
+        let seen: Vec<_> = got.iter().map(|e| (e.seq, e.kind)).collect();
+        assert_eq!(seen, [(41, "turn.delta"), (42, "task.status")]);
+        assert!(got[0].json.as_str().starts_with("{\"seq\":41,"));
+        assert!(Arc::ptr_eq(&got[1].epoch, &epoch), "the log's epoch is shared, not copied");
+        // An unreadable item is left out, the others kept.
+        assert_eq!(entries(&epoch, "x\n1|{\"seq\":3,\"type\":\"a\"}").len(), 1);
     }
 }

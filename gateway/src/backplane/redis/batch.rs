@@ -1,0 +1,175 @@
+//! Appends go to Redis in batches: one script call carries every append waiting when the
+//! previous call left (up to [`MAX_BATCH`]), so at load the fixed cost of a call (its round
+//! trip, the script's start, the syscalls on both sides) is paid once for many appends, and
+//! Redis writes the batch's messages to each subscriber in one go. Nothing waits on a timer:
+//! a lone append leaves at once, and batches grow only while calls are in flight
+//! ([`IN_FLIGHT`]), that is, with the load.
+//!
+//! On a cluster a script touches one slot, so a batch goes as one call per user (a user's keys
+//! share a slot), the calls of one batch in flight together.
+
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use redis::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::Scripts;
+use super::{RedisSettings, corrupt, keep_arg, read, unavailable};
+use crate::backplane::Unavailable;
+use crate::backplane::record::{Append, Expect, Outcome};
+use crate::metrics::Metrics;
+
+/// Most appends in one script call.
+const MAX_BATCH: usize = 64;
+/// Script calls (batches) under way at once; more appends wait and go in the next batch.
+const IN_FLIGHT: usize = 2;
+/// Appends waiting for a batch.
+const QUEUE: usize = 4_096;
+
+type Reply = oneshot::Sender<Result<Outcome, Unavailable>>;
+
+struct Pending {
+    append: Append,
+    reply: Reply,
+    since: Instant,
+}
+
+/// The handle appends go through; its task ends when it is dropped (with the backplane),
+/// once the calls under way are answered.
+pub struct Appender {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// What a batch call needs, shared by the calls.
+struct Ctx {
+    conn: RedisConn,
+    keys: Keys,
+    scripts: std::sync::Arc<Scripts>,
+    /// The batch's leading arguments: publish command, `<kept>:<bytes>`, age ms.
+    lead: [String; 3],
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl Appender {
+    pub fn start(
+        conn: RedisConn,
+        keys: Keys,
+        scripts: std::sync::Arc<Scripts>,
+        settings: &RedisSettings,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Self {
+        let lead = [
+            conn.publish_command().to_owned(),
+            format!("{}:{}", settings.keep, settings.max_log_bytes),
+            settings.age.as_millis().to_string(),
+        ];
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(Ctx { conn, keys, scripts, lead, metrics }, rx));
+        Appender { tx }
+    }
+
+    pub async fn append(&self, append: Append) -> Result<Outcome, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || Unavailable {
+            code: "redis_unavailable",
+            message: "the gateway is shutting down".into(),
+        };
+        let pending = Pending { append, reply, since: Instant::now() };
+        self.tx.send(pending).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn run(ctx: Ctx, mut rx: mpsc::Receiver<Pending>) {
+    let mut waiting = Vec::with_capacity(MAX_BATCH);
+    let mut flying = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut waiting, MAX_BATCH), if flying.len() < IN_FLIGHT => {
+                if n == 0 {
+                    break;
+                }
+                flying.push(ctx.send(std::mem::take(&mut waiting)));
+            }
+            Some(()) = flying.next(), if !flying.is_empty() => {}
+        }
+    }
+    while flying.next().await.is_some() {}
+}
+
+impl Ctx {
+    /// Sends a batch (one call, or one per user on a cluster) and answers its appends.
+    async fn send(&self, batch: Vec<Pending>) {
+        if !self.conn.is_cluster() {
+            return self.call(batch).await;
+        }
+        let mut by_user: Vec<Vec<Pending>> = Vec::new();
+        for p in batch {
+            match by_user.iter_mut().find(|b| b[0].append.user == p.append.user) {
+                Some(b) => b.push(p),
+                None => by_user.push(vec![p]),
+            }
+        }
+        futures_util::future::join_all(by_user.into_iter().map(|b| self.call(b))).await;
+    }
+
+    async fn call(&self, batch: Vec<Pending>) {
+        self.metrics.redis_batches.increment(1);
+        let mut inv = self.scripts.append.prepare_invoke();
+        for a in &self.lead {
+            inv.arg(a);
+        }
+        for p in &batch {
+            self.add(&mut inv, &p.append);
+        }
+        let replies = match inv.invoke_async::<Value>(&mut self.conn.clone()).await {
+            Ok(Value::Array(replies)) if replies.len() == batch.len() => replies,
+            Ok(other) => {
+                let e = corrupt(format!("batch reply {other:?}"));
+                return batch.into_iter().for_each(|p| drop(p.reply.send(Err(e.clone()))));
+            }
+            Err(e) => {
+                let e = unavailable(e);
+                return batch.into_iter().for_each(|p| drop(p.reply.send(Err(e.clone()))));
+            }
+        };
+        for (p, reply) in batch.into_iter().zip(replies) {
+            let outcome = read::outcome(reply).map_err(corrupt);
+            if outcome.is_ok() {
+                self.metrics.append.record(p.since.elapsed().as_secs_f64());
+            }
+            let _ = p.reply.send(outcome);
+        }
+    }
+
+    /// An append's keys and arguments (see `append.lua`).
+    fn add(&self, inv: &mut redis::ScriptInvocation<'_>, a: &Append) {
+        let log = self.keys.log(&a.user);
+        let r = self.keys.record(&a.user, &a.record);
+        inv.key(log.log).key(log.meta).key(r.record).key(r.text).key(r.items);
+        let expect = match &a.expect {
+            Expect::NoRecord => String::new(),
+            Expect::Any => "*".into(),
+            Expect::Absent => "-".into(),
+            Expect::Version(v) => v.to_string(),
+            Expect::Field(k, v) => format!("={k}\n{v}"),
+        };
+        inv.arg(log.channel).arg(format!("{:016x}", rand::random::<u64>())).arg(expect);
+        inv.arg(keep_arg(a.keep)).arg(a.set.len()).arg(&a.text);
+        inv.arg(a.items.len()).arg(a.events.len());
+        for (k, v) in &a.set {
+            inv.arg(*k).arg(v);
+        }
+        for item in &a.items {
+            inv.arg(item);
+        }
+        // Without the opening brace: the script puts `{"seq":N,` in front.
+        for e in &a.events {
+            inv.arg(e.json.get(1..).unwrap_or_default());
+        }
+    }
+}

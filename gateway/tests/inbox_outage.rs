@@ -2,6 +2,7 @@
 //! in the same durable outbox as finished turns, and reach the inbox exactly once when the
 //! store is back: embedded mode (whole copies in the SQLite outbox, across a crash), and Redis
 //! mode (the notification in Redis, stored by whichever node drains it after the sender died).
+//! A push owed meanwhile waits with its notification and is made once the store is back.
 //! PostgreSQL is real, taken away and brought back through a proxy.
 
 mod common;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use common::pg::{DropSchema, database_url, proxied, unique};
 use common::redis_server::TestRedis;
+use common::webhook::hook;
 use common::*;
 use serde_json::{Value, json};
 use wire::EventBody;
@@ -170,4 +172,30 @@ async fn in_redis_mode_another_node_stores_what_a_dead_node_kept() {
     for id in &sent {
         assert_eq!(stored.iter().filter(|s| *s == id).count(), 1, "{id} once: {page}");
     }
+}
+
+/// The push queue is in the store too: a push owed to an offline user while the store is down
+/// waits in the outbox with its notification and is made, once, when the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_owed_during_a_store_outage_is_made_once_the_store_is_back() {
+    let pg = pg().await;
+    let hook = hook(0).await;
+    let env = hook.env();
+    let more = [(env[0].0, env[0].1.as_str()), (env[1].0, env[1].1.as_str())];
+    let gw = TestGateway::start(&with(&pg.env, &more));
+    // Seen once (its preferences known), below the push threshold: no call.
+    send(&gw, "otto", "before", None).await;
+    pg.proxy.set_up(false);
+    let body = json!({"user_id": "otto", "category": "news", "priority": "high", "title": "t", "body": "b"});
+    let (s, r) = gw.post_json("/v1/notifications", &producer_token(), &body).await;
+    assert_eq!((s, r["disposition"].as_str()), (202, Some("delivered")), "{r}");
+    let id = r["id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(hook.calls_for(id).is_empty(), "no call while the store is down");
+    pg.proxy.set_up(true);
+    let calls = hook.accepted(id, 20).await;
+    assert_eq!(calls.len(), 1, "one call: {calls:?}");
+    assert!(calls[0].signed);
+    assert_eq!(calls[0].key, format!("push-{id}"));
+    inbox(&gw, "otto", 2).await;
 }

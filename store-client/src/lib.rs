@@ -39,7 +39,9 @@ pub use persister::{PersistCounters, Persister, RetryPolicy};
 pub use postgres::PostgresStore;
 pub use push::{PushEntry, PushQueue, PushResult};
 pub use tasks::{FinalTask, TaskCursor, Tasks};
-pub use types::{Final, FinalTurn, Page, PutOutcome, Trace, TurnRecord, note_key, task_key};
+pub use types::{
+    Final, FinalTurn, KeptNote, Page, PutOutcome, Trace, TurnRecord, note_key, task_key,
+};
 
 use async_trait::async_trait;
 

@@ -182,8 +182,14 @@ impl Persister {
             match &p.item {
                 Final::Turn(t) => self.store.put(t).await,
                 Final::Task(t) => self.store.put_task(t).await,
-                // Idempotent on the id: a second try adds nothing.
-                Final::Note(n) => self.store.inbox_add(n).await.map(|_| PutOutcome::Inserted),
+                // Idempotent on the id (and the push on its key): a second try adds nothing.
+                Final::Note(n) => {
+                    self.store.inbox_add(&n.note).await?;
+                    if let Some(push) = &n.push {
+                        self.store.push_enqueue(push).await?;
+                    }
+                    Ok(PutOutcome::Inserted)
+                }
             }
         };
         let span = self.tracer.get().map_or_else(tracing::Span::none, |f| f(&p.item));

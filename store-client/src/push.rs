@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::StoreError;
 
 /// One webhook call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PushEntry {
     /// The Idempotency-Key, the same on every retry.
     pub key: String,

@@ -25,7 +25,18 @@ pub struct FinalTurn {
 pub enum Final {
     Turn(FinalTurn),
     Task(crate::FinalTask),
-    Note(crate::InboxRecord),
+    Note(KeptNote),
+}
+
+/// A notification kept for the inbox while the store was down, with the push call its delivery
+/// owes an offline user: that call is queued in the store's push outbox (also down) once the
+/// notification is stored, so the push is late, not lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptNote {
+    #[serde(flatten)]
+    pub note: crate::InboxRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::PushEntry>,
 }
 
 impl Final {
@@ -34,7 +45,7 @@ impl Final {
         match self {
             Final::Turn(t) => t.turn.turn_id.clone(),
             Final::Task(t) => task_key(&t.task.task_id),
-            Final::Note(n) => note_key(&n.id),
+            Final::Note(n) => note_key(&n.note.id),
         }
     }
 
@@ -42,7 +53,7 @@ impl Final {
         match self {
             Final::Turn(t) => &t.turn.user_id,
             Final::Task(t) => &t.task.user_id,
-            Final::Note(n) => &n.user_id,
+            Final::Note(n) => &n.note.user_id,
         }
     }
 }

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use store_client::{Final, InboxRecord};
+use store_client::{Final, InboxRecord, KeptNote, PushEntry};
 
 use super::Notifications;
 use crate::backplane::redis::Assembled;
@@ -41,16 +41,22 @@ impl Notifications {
         }
     }
 
-    /// Keeps `n` for the store; returns the unread count its event carries.
-    pub(super) async fn keep(&self, n: &InboxRecord) -> Result<u64, Unavailable> {
+    /// Keeps `n` for the store, with the push its delivery owes (queued when `n` is stored);
+    /// returns the unread count its event carries.
+    pub(super) async fn keep(
+        &self,
+        n: &InboxRecord,
+        push: Option<PushEntry>,
+    ) -> Result<u64, Unavailable> {
         tracing::warn!(id = %n.id, "the inbox cannot be written; the notification waits in the outbox");
+        let kept = KeptNote { note: n.clone(), push };
         if !self.sink.wants_copy() {
             let mut a = Append::to(&n.user_id, &record_name(&n.id), Expect::Any, Vec::new());
-            a.set = vec![("json", crate::backplane::to_json(n))];
+            a.set = vec![("json", crate::backplane::to_json(&kept))];
             a.keep = Keep::Forever;
             self.log.append_if(a).await?;
         }
-        self.sink.keep_note(n).await?;
+        self.sink.keep_note(&kept).await?;
         self.make_room(&n.user_id);
         let mut known = self.unread.entry(n.user_id.clone()).or_insert(0);
         *known += n.archived_at_ms.is_none() as u64;
@@ -73,7 +79,7 @@ impl Notifications {
             return Ok(Assembled::Gone);
         };
         let json = read.record.get("json").unwrap_or_default();
-        match serde_json::from_str::<InboxRecord>(json) {
+        match serde_json::from_str::<KeptNote>(json) {
             Ok(n) => Ok(Assembled::Ended(Box::new(Final::Note(n)))),
             Err(e) => {
                 tracing::error!(%id, error = %e, "a kept notification is unreadable; dropped");

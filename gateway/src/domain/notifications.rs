@@ -216,16 +216,24 @@ impl Notifications {
         let window = self.window(&prefs, disposition, hold, &delivered_before, at);
         let id = crate::ids::fresh("n");
         let kept = inbox_record(&id, &req, disposition, now);
-        // The inbox first; while the store is down, the outbox (stored once it is back).
+        let delivered = disposition == Disposition::Delivered;
+        let created_at = crate::ids::rfc3339_ms(now);
+        // The inbox first; while the store is down, the outbox (stored once it is back, and
+        // the push it owes queued then: the push queue is in the store too).
         let (unread, queued) = match self.store.inbox_add(&kept).await {
             Ok((unread, _)) => {
                 self.remember_unread(&user, unread);
                 (unread, false)
             }
-            Err(e) if e.is_retryable() => (self.keep(&kept).await?, true),
+            Err(e) if e.is_retryable() => {
+                let push = match delivered {
+                    true => self.owed_push(&prefs, &id, &req, &created_at).await?,
+                    false => None,
+                };
+                (self.keep(&kept, push).await?, true)
+            }
             Err(e) => return Err(store_down(e)),
         };
-        let delivered = disposition == Disposition::Delivered;
         let mut events = Vec::new();
         if delivered {
             events.push(Event::of(&event(&id, req.clone(), now, unread)));
@@ -250,8 +258,7 @@ impl Notifications {
                     let held = self.add_to_digest(&user, &id, &req.category, now, reason, end);
                     logged(&user, "digest window", held.await);
                 }
-                if delivered {
-                    let created_at = crate::ids::rfc3339_ms(now);
+                if delivered && !queued {
                     logged(&user, "push", self.push_if_due(&prefs, &id, &req, &created_at).await);
                 }
                 let seq = delivered.then_some(first);

@@ -30,14 +30,30 @@ impl Notifications {
         req: &CreateNotification,
         created_at: &str,
     ) -> Result<(), Unavailable> {
-        let Some(push) = &self.push else { return Ok(()) };
+        let (Some(push), Some(entry)) =
+            (&self.push, self.owed_push(prefs, id, req, created_at).await?)
+        else {
+            return Ok(());
+        };
+        push.enqueue(&entry).await.map_err(store_down)
+    }
+
+    /// The push call a delivered notification owes, when the rules say it owes one.
+    pub(super) async fn owed_push(
+        &self,
+        prefs: &Preferences,
+        id: &str,
+        req: &CreateNotification,
+        created_at: &str,
+    ) -> Result<Option<PushEntry>, Unavailable> {
+        let Some(push) = &self.push else { return Ok(None) };
         let priority = req.priority.unwrap_or_default();
         let wanted = priority == Priority::Critical
             || (priority.rank() >= push.config().min_priority.rank()
                 && prefs.category(&req.category).push
                 && self.offline(&req.user_id).await);
         if !wanted {
-            return Ok(());
+            return Ok(None);
         }
         let tenant = self.log.read(&req.user_id, "tenant", Blobs::default()).await?;
         let tenant = tenant.and_then(|r| r.record.get("tid").map(str::to_owned));
@@ -50,7 +66,7 @@ impl Notifications {
                 "body": req.body, "data": req.data.clone().unwrap_or_default(), "created_at": created_at,
             },
         });
-        let entry = PushEntry {
+        Ok(Some(PushEntry {
             key: format!("push-{id}"),
             user_id: req.user_id.clone(),
             kind: "notification".into(),
@@ -58,8 +74,7 @@ impl Notifications {
             body: body.to_string(),
             attempts: 0,
             created_at_ms: crate::backplane::now_ms(),
-        };
-        push.enqueue(&entry).await.map_err(store_down)
+        }))
     }
 
     /// Whether no endpoint of the user is live on any node (presence unknown: pushed anyway,

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use store_client::{
-    EmbeddedOutbox, FinalTask, FinalTurn, InboxRecord, Outbox, Persister, TurnRecord,
-};
+use store_client::{EmbeddedOutbox, FinalTask, FinalTurn, KeptNote, Outbox, Persister, TurnRecord};
 use wire::task::Task;
 
 use crate::backplane::redis::RedisOutbox;
@@ -75,7 +73,7 @@ pub trait TurnSink: Send + Sync {
 
     /// A notification the inbox could not take (the store is down) is kept for the store before
     /// it is published (Redis: its record is in the log already, as a turn's state is).
-    async fn keep_note(&self, note: &InboxRecord) -> Result<(), Unavailable>;
+    async fn keep_note(&self, note: &KeptNote) -> Result<(), Unavailable>;
 
     /// A kept notification was not published after all: it must not reach the inbox.
     async fn drop_note(&self, id: &str);
@@ -139,11 +137,11 @@ impl TurnSink for EmbeddedSink {
         self.outbox.interrupted_tasks().await.map_err(|e| e.to_string())
     }
 
-    async fn keep_note(&self, note: &InboxRecord) -> Result<(), Unavailable> {
+    async fn keep_note(&self, note: &KeptNote) -> Result<(), Unavailable> {
         self.outbox
             .enqueue_note(note)
             .await
-            .map_err(|e| outbox_down("notification", &note.id, e))?;
+            .map_err(|e| outbox_down("notification", &note.note.id, e))?;
         Ok(())
     }
 
@@ -226,9 +224,9 @@ impl TurnSink for RedisSink {
         self.outbox.add(&store_client::task_key(task_id), user).await.map_err(redis_down)
     }
 
-    async fn keep_note(&self, note: &InboxRecord) -> Result<(), Unavailable> {
-        let key = store_client::note_key(&note.id);
-        self.outbox.add(&key, &note.user_id).await.map_err(redis_down)
+    async fn keep_note(&self, note: &KeptNote) -> Result<(), Unavailable> {
+        let key = store_client::note_key(&note.note.id);
+        self.outbox.add(&key, &note.note.user_id).await.map_err(redis_down)
     }
 
     async fn drop_note(&self, id: &str) {

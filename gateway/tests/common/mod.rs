@@ -8,6 +8,7 @@ pub mod pg;
 #[path = "../../../presence/tests/support/mod.rs"]
 pub mod redis_server;
 pub mod sse;
+pub mod webhook;
 pub mod ws;
 
 use std::io::{BufRead, BufReader};

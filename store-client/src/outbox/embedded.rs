@@ -16,7 +16,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 
 use super::{AsideFilter, Outbox, OutboxStats, Pending, SetAside, now_ms};
-use crate::{Final, FinalTask, FinalTurn, InboxRecord, StoreError, TurnRecord};
+use crate::{Final, FinalTask, FinalTurn, KeptNote, StoreError, TurnRecord};
 use wire::task::Task;
 
 pub struct EmbeddedOutbox {
@@ -87,9 +87,9 @@ impl EmbeddedOutbox {
     }
 
     /// Records a notification the inbox could not take when it was sent (the store was down).
-    pub async fn enqueue_note(&self, note: &InboxRecord) -> Result<bool, StoreError> {
-        let key = crate::types::note_key(&note.id);
-        self.enqueue_final(&key, &note.user_id, &Final::Note(note.clone()), None).await
+    pub async fn enqueue_note(&self, kept: &KeptNote) -> Result<bool, StoreError> {
+        let key = crate::types::note_key(&kept.note.id);
+        self.enqueue_final(&key, &kept.note.user_id, &Final::Note(kept.clone()), None).await
     }
 
     /// One synced transaction: the entry added under `key`, its open note (`close`) removed.
@@ -105,7 +105,7 @@ impl EmbeddedOutbox {
         let id = match entry {
             Final::Turn(t) => &t.turn.turn_id,
             Final::Task(t) => &t.task.task_id,
-            Final::Note(n) => &n.id,
+            Final::Note(n) => &n.note.id,
         };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let added = sqlx::query(ENQUEUE)

@@ -1,9 +1,10 @@
 //! Redis mode: every node shares the user logs, turn state, dedup keys and the outbox through
 //! one Redis (single instance or cluster), and events cross nodes by pub/sub.
 //!
-//! Each change is one run of the generic append script in the user's slot ([`scripts`]): the
-//! condition is checked, the record changed, the events get their seqs, are logged and are
-//! published in the same step. A node subscribes to the users it holds endpoints
+//! Each change is one atomic step of the generic append script in the user's slot
+//! ([`scripts`]): the condition is checked, the record changed, the events get their seqs, are
+//! logged and are published (as one message) in the same step; the appends waiting while a
+//! call is under way go together in the next call ([`batch`]). A node subscribes to the users it holds endpoints
 //! for ([`subs`]) and hands their events to its hub; an endpoint attaching registers for live
 //! events first, then reads what it missed, and its feed skips what comes twice. A lost
 //! subscription connection is followed by a resubscribe and a catch-up from each user's log.

@@ -133,9 +133,12 @@ local function one(k, a)
   -- A blob made now takes the record's expiry, so nothing of a record outlives it.
   local made = {}
   if #text > 0 and redis.call('APPEND', rt, text) == #text then made[#made + 1] = rt end
-  if nitems > 0 and redis.call('RPUSH', ri, unpack(ARGV, items0, events0 - 1)) == nitems then
-    made[#made + 1] = ri
+  -- In chunks: Lua's stack takes a few thousand values at once.
+  local len = 0
+  for i = items0, events0 - 1, 1000 do
+    len = redis.call('RPUSH', ri, unpack(ARGV, i, math.min(i + 999, events0 - 1)))
   end
+  if nitems > 0 and len == nitems then made[#made + 1] = ri end
   if keepr == '0' then
     for _, key in ipairs({r, rt, ri}) do redis.call('PERSIST', key) end
   elseif keepr ~= '' then

@@ -25,6 +25,10 @@ use crate::metrics::Metrics;
 
 /// Most appends in one script call.
 const MAX_BATCH: usize = 64;
+/// Bytes of events and text past which a call takes no more appends (one big append still
+/// goes alone): a call is one atomic step in Redis, and every append in it shares its reply
+/// timeout.
+const MAX_CALL_BYTES: usize = 256 * 1024;
 /// Script calls (batches) under way at once; more appends wait and go in the next batch.
 const IN_FLIGHT: usize = 2;
 /// Appends waiting for a batch.
@@ -85,20 +89,33 @@ impl Appender {
 }
 
 async fn run(ctx: Ctx, mut rx: mpsc::Receiver<Pending>) {
-    let mut waiting = Vec::with_capacity(MAX_BATCH);
     let mut flying = FuturesUnordered::new();
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut waiting, MAX_BATCH), if flying.len() < IN_FLIGHT => {
-                if n == 0 {
-                    break;
-                }
-                flying.push(ctx.send(std::mem::take(&mut waiting)));
+            first = rx.recv(), if flying.len() < IN_FLIGHT => {
+                let Some(first) = first else { break };
+                flying.push(ctx.send(take_batch(first, &mut rx)));
             }
             Some(()) = flying.next(), if !flying.is_empty() => {}
         }
     }
     while flying.next().await.is_some() {}
+}
+
+/// `first` and the appends waiting behind it, up to [`MAX_BATCH`] and [`MAX_CALL_BYTES`].
+fn take_batch(first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
+    let mut bytes = weight(&first.append);
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH && bytes < MAX_CALL_BYTES {
+        let Ok(next) = rx.try_recv() else { break };
+        bytes += weight(&next.append);
+        batch.push(next);
+    }
+    batch
+}
+
+fn weight(a: &Append) -> usize {
+    a.text.len() + a.events.iter().map(|e| e.json.len()).sum::<usize>()
 }
 
 impl Ctx {

@@ -190,3 +190,40 @@ impl Ctx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backplane::record::Event;
+
+    fn pending(bytes: usize) -> Pending {
+        let event = Event { kind: "x", json: "x".repeat(bytes) };
+        let append = Append::events("u", vec![event]);
+        Pending { append, reply: oneshot::channel().0, since: Instant::now() }
+    }
+
+    #[test]
+    fn a_call_takes_what_waits_up_to_its_caps() {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        for _ in 0..MAX_BATCH + 6 {
+            tx.try_send(pending(10)).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(take_batch(first, &mut rx).len(), MAX_BATCH);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(take_batch(first, &mut rx).len(), 6, "the rest, not waiting for more");
+        // Past the bytes, no more appends join (the one that crosses the line still does).
+        for bytes in [MAX_CALL_BYTES / 2, MAX_CALL_BYTES / 2, 10, 10] {
+            tx.try_send(pending(bytes)).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(take_batch(first, &mut rx).len(), 2);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(take_batch(first, &mut rx).len(), 2);
+        // One append bigger than the cap goes alone.
+        tx.try_send(pending(MAX_CALL_BYTES * 2)).unwrap();
+        tx.try_send(pending(10)).unwrap();
+        let first = rx.try_recv().unwrap();
+        assert_eq!(take_batch(first, &mut rx).len(), 1);
+    }
+}

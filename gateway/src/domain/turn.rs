@@ -121,28 +121,31 @@ impl TurnRec {
     /// The fields items change: those that differ from `was` (every one without it). A delta
     /// changes four of seven, and every field sent costs Redis work on every token.
     fn changing(&self, was: Option<&TurnRec>) -> Vec<(&'static str, String)> {
-        let now = self.progress();
-        match was {
-            None => now,
-            Some(was) => now
-                .into_iter()
-                .zip(was.progress())
-                .filter(|(n, w)| n.1 != w.1)
-                .map(|(n, _)| n)
-                .collect(),
+        // Compared as values, formatted only when sent (this runs for every token).
+        let moved = |same: fn(&TurnRec, &TurnRec) -> bool| was.is_none_or(|w| !same(w, self));
+        let mut f = Vec::new();
+        if moved(|a, b| a.status == b.status) {
+            f.push(("status", self.status.as_str().to_owned()));
         }
-    }
-
-    fn progress(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("status", self.status.as_str().to_owned()),
-            ("next", self.next_index.to_string()),
-            ("chars", self.chars.to_string()),
-            ("tlen", self.text_bytes.to_string()),
-            ("trunc", u8::from(self.truncated).to_string()),
-            ("last", self.last_ms.to_string()),
-            ("ended", self.ended_ms.to_string()),
-        ]
+        if moved(|a, b| a.next_index == b.next_index) {
+            f.push(("next", self.next_index.to_string()));
+        }
+        if moved(|a, b| a.chars == b.chars) {
+            f.push(("chars", self.chars.to_string()));
+        }
+        if moved(|a, b| a.text_bytes == b.text_bytes) {
+            f.push(("tlen", self.text_bytes.to_string()));
+        }
+        if moved(|a, b| a.truncated == b.truncated) {
+            f.push(("trunc", u8::from(self.truncated).to_string()));
+        }
+        if moved(|a, b| a.last_ms == b.last_ms) {
+            f.push(("last", self.last_ms.to_string()));
+        }
+        if moved(|a, b| a.ended_ms == b.ended_ms) {
+            f.push(("ended", self.ended_ms.to_string()));
+        }
+        f
     }
 
     pub fn state(&self, turn_id: &str) -> wire::api::TurnState {

@@ -111,11 +111,11 @@ local function layout(a)
   return pairs0, items0, events0, events0 + tonumber(ARGV[a + 7])
 end
 
--- One append of the batch, its keys from KEYS[k], its arguments from ARGV[a]. → its reply
-local function one(k, a)
+-- One append of the batch, its keys from KEYS[k], its arguments from ARGV[a] (laid out as
+-- `layout(a)` says). → its reply
+local function one(k, a, pairs0, items0, events0, next_a)
   local r, rt, ri = KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local expect, keepr, text = ARGV[a + 2], ARGV[a + 3], ARGV[a + 5]
-  local pairs0, items0, events0, next_a = layout(a)
   local nitems = events0 - items0
   local ok, v = check(r, expect)
   if not ok then return {0, v} end
@@ -154,13 +154,13 @@ end
 -- error; the others of the batch go on.
 local out, a = {}, 4
 for k = 1, #KEYS, 5 do
-  local ok, res = pcall(one, k, a)
+  local pairs0, items0, events0, next_a = layout(a)
+  local ok, res = pcall(one, k, a, pairs0, items0, events0, next_a)
   if ok then
     out[#out + 1] = res
   else
     out[#out + 1] = {-1, type(res) == 'table' and tostring(res.err) or tostring(res)}
   end
-  local _, _, _, next_a = layout(a)
   a = next_a
 end
 return out

@@ -143,17 +143,20 @@ impl Ctx {
         for p in &batch {
             self.add(&mut inv, &p.append);
         }
-        let replies = match inv.invoke_async::<Value>(&mut self.conn.clone()).await {
-            Ok(Value::Array(replies)) if replies.len() == batch.len() => replies,
-            Ok(other) => {
-                let e = corrupt(format!("batch reply {other:?}"));
-                return batch.into_iter().for_each(|p| drop(p.reply.send(Err(e.clone()))));
+        let failed = match inv.invoke_async::<Value>(&mut self.conn.clone()).await {
+            Ok(Value::Array(replies)) if replies.len() == batch.len() => {
+                return self.answer(batch, replies);
             }
-            Err(e) => {
-                let e = unavailable(e);
-                return batch.into_iter().for_each(|p| drop(p.reply.send(Err(e.clone()))));
-            }
+            Ok(other) => corrupt(format!("batch reply {other:?}")),
+            Err(e) => unavailable(e),
         };
+        for p in batch {
+            let _ = p.reply.send(Err(failed.clone()));
+        }
+    }
+
+    /// Each append of a batch gets its own reply.
+    fn answer(&self, batch: Vec<Pending>, replies: Vec<Value>) {
         for (p, reply) in batch.into_iter().zip(replies) {
             let outcome = read::outcome(reply).map_err(corrupt);
             if outcome.is_ok() {

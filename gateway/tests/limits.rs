@@ -217,7 +217,9 @@ async fn producer_errors_name_the_line_and_keep_earlier_lines() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
     let r = gw.http.get(gw.url("/v1/ws")).send().await.unwrap();
-    assert_eq!(r.status(), 426);
+    assert_eq!(r.status(), 401, "no token is a 401 before anything else");
+    let r = gw.http.get(gw.url("/v1/ws")).bearer_auth(token("u", None)).send().await.unwrap();
+    assert_eq!(r.status(), 426, "a token but no upgrade");
     let r = gw.http.get(gw.url("/v1/conversations/c/turns")).send().await.unwrap();
     assert_eq!(r.status(), 401, "history needs a token");
     let (s, e) = gw.get_json("/v1/conversations/c/turns?limit=0", &token("u", None)).await;

@@ -128,12 +128,24 @@ pub enum ControlFrame {
     },
     #[serde(rename = "auth.refreshed")]
     AuthRefreshed {
+        /// As the token has it: a whole number of seconds is written without a fraction, so
+        /// clients that read it as an integer (most JWT libraries) can.
+        #[serde(serialize_with = "numeric_date")]
         exp: f64,
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
     },
     #[serde(rename = "reconnect")]
     Reconnect { after_ms: u64 },
+}
+
+/// A NumericDate (RFC 7519): an integer when it is whole, else the fraction as given.
+fn numeric_date<S: serde::Serializer>(secs: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if secs.fract() == 0.0 && secs.abs() < 9.0e15 {
+        s.serialize_i64(*secs as i64)
+    } else {
+        s.serialize_f64(*secs)
+    }
 }
 
 impl ControlFrame {
@@ -173,6 +185,14 @@ mod tests {
         assert_eq!(f, ClientFrame::TurnSync { turn_id: "t".into() });
         let text = ClientFrame::Ping.to_json(Some(Value::from("r1")));
         assert_eq!(text, r#"{"ref":"r1","type":"ping"}"#);
+    }
+
+    #[test]
+    fn a_whole_expiry_is_written_as_an_integer() {
+        let f = ControlFrame::AuthRefreshed { exp: 1_796_091_182.0, reference: None };
+        assert_eq!(f.to_json(), r#"{"type":"auth.refreshed","exp":1796091182}"#);
+        let f = ControlFrame::AuthRefreshed { exp: 1.5, reference: None };
+        assert_eq!(f.to_json(), r#"{"type":"auth.refreshed","exp":1.5}"#);
     }
 
     #[test]

@@ -191,6 +191,12 @@ impl Outbox {
         s.set(ARMED, false);
     }
 
+    /// Until the task [`arm`](Self::arm)s it again, events wait in the queue: the task is about
+    /// to answer a client frame, and its reply goes before the events the frame publishes.
+    pub fn hold(&self) {
+        self.state.lock().set(ARMED, false);
+    }
+
     /// The task is idle and its client has everything up to `last`: lets the publisher write
     /// the next events directly, unless there is work for the task or a close was asked.
     pub fn arm(&self, last: u64) {

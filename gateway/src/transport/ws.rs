@@ -40,6 +40,11 @@ pub async fn handler(
     upgrade: Result<Upgrade, NotAnUpgrade>,
     auth: Result<Authenticated, ApiError>,
 ) -> Response {
+    // A missing or bad token is a 401 whatever else is wrong with the request (PROTOCOL.md).
+    let principal = match auth {
+        Ok(Authenticated(p)) => p,
+        Err(e) => return e.into_response(),
+    };
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(e) => return e.into_response(),
@@ -47,10 +52,6 @@ pub async fn handler(
     if state.is_draining() {
         return ApiError::draining().into_response();
     }
-    let principal = match auth {
-        Ok(Authenticated(p)) => p,
-        Err(e) => return e.into_response(),
-    };
     let params = match params::parse(query.as_deref(), None) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -232,6 +233,9 @@ async fn answer(
     outbox: &Outbox,
     msg: Message,
 ) -> Answer {
+    // PROTOCOL.md lists a frame's reply first: events it publishes (`notification.state`,
+    // `turn.end` of a cancel) follow the reply on this connection.
+    outbox.hold();
     let action = match msg {
         Message::Text(t) => client::text(session, frames, t.as_str()).await,
         _ => client::binary(session, frames),

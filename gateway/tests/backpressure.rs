@@ -113,10 +113,8 @@ async fn a_reader_at_a_tenth_of_the_rate_gets_everything_while_another_goes_at_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_events_split_by_a_full_socket_arrive_whole_and_in_order() {
     let gw = TestGateway::start(&[]);
-    let mut slow = gw.ws("big", "device_id=slow").await;
-    let mut fast = gw.ws("big", "device_id=fast").await;
-    slow.hello().await;
-    fast.hello().await;
+    let slow = gw.device("big", "device_id=slow").await;
+    let fast = gw.device("big", "device_id=fast").await;
     assert_eq!(gw.create_turn("big", "c", "tbig").await.0, 201);
     let n = 1_000;
     let delta = |i: usize| format!("{i:05}{}", "x".repeat(12_000));
@@ -239,8 +237,7 @@ async fn memory_with_200_stalled_endpoints_under_a_burst_grows_by_about_the_log(
     let gw = TestGateway::start(&[("GATEWAY_MAX_ENDPOINTS_PER_USER", "256")]);
     let mut stalled = Vec::new();
     for _ in 0..200 {
-        let mut ws = gw.ws("lagging", "").await;
-        ws.hello().await;
+        let ws = gw.device("lagging", "").await;
         stalled.push(ws);
     }
     let before = rss_kib(gw.pid());

@@ -105,8 +105,7 @@ async fn unauthenticated_connections_are_capped_per_address_and_health_still_ans
     // A connection that presented a valid token no longer counts.
     drop(idle.pop());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut ws = gw.ws("capped", "").await;
-    ws.hello().await;
+    let _ws = gw.device("capped", "").await;
     let (status, _) =
         raw(connect(&gw).await, "GET /v1/turns/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await;

@@ -103,8 +103,7 @@ async fn every_metric_a_panel_or_rule_names_is_exported() {
 #[tokio::test]
 async fn the_latency_histograms_move_under_load() {
     let gw = TestGateway::start(&[]);
-    let mut ws = gw.ws("hist", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("hist", "").await;
     let mut sse = gw.sse("hist", "", None).await;
     sse.hello().await;
     gw.create_turn("hist", "c", "th").await;

@@ -215,8 +215,7 @@ async fn operators_list_set_aside_turns_and_put_them_back_in_line() {
 #[tokio::test]
 async fn publishing_client_frames_are_rate_limited_per_connection() {
     let gw = TestGateway::start(&[("GATEWAY_CLIENT_PUBLISH_PER_SEC", "5")]);
-    let mut ws = gw.ws("chatty", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("chatty", "").await;
     for i in 0..30 {
         ws.send_json(json!({"type": "notification.read", "id": format!("n{i}"), "ref": i})).await;
     }
@@ -235,8 +234,7 @@ async fn publishing_client_frames_are_rate_limited_per_connection() {
     }
     assert_eq!(published + limited, 30);
     assert!((10..=12).contains(&published), "a burst of 10, then 5/s: {published} published");
-    let mut other = gw.ws("chatty", "").await;
-    other.hello().await;
+    let mut other = gw.device("chatty", "").await;
     other.send_json(json!({"type": "notification.read", "id": "fresh"})).await;
     assert_eq!(other.event().await.seq, published + 1, "the limit is per connection");
 }
@@ -275,8 +273,7 @@ async fn a_turn_cut_by_kill_9_is_ended_failed_and_stored_after_the_restart() {
         (turns[0]["status"].as_str(), turns[0]["text"].as_str()),
         (Some("failed"), Some("before the crash"))
     );
-    let mut ws = gw.ws("kim", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("kim", "").await;
     ws.send_json(json!({"type": "turn.sync", "turn_id": "tkill"})).await;
     match ws.control().await {
         wire::ControlFrame::TurnSnapshot { status, text, .. } => {

@@ -101,8 +101,7 @@ async fn embedded_notifications_sent_while_the_store_is_down_reach_the_inbox_onc
     let mut gw = TestGateway::start_in(&dir, &with(&pg.env, &[]));
     gw.keep_data = true;
     let first = send(&gw, "nora", "before", None).await;
-    let mut ws = gw.ws("nora", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("nora", "").await;
 
     pg.proxy.set_up(false);
     let mut sent = vec![first["id"].as_str().unwrap().to_owned()];
@@ -149,8 +148,7 @@ async fn in_redis_mode_another_node_stores_what_a_dead_node_kept() {
     };
     let mut a = node("node-a");
     send(&a, "rex", "before", None).await;
-    let mut ws = a.ws("rex", "").await;
-    ws.hello().await;
+    let mut ws = a.device("rex", "").await;
     pg.proxy.set_up(false);
     let mut sent = Vec::new();
     for i in 0..4 {

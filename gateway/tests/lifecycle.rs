@@ -73,8 +73,7 @@ async fn health_readiness_metrics_and_presence() {
     let (s, r) = gw.get_json("/readyz", "").await;
     assert_eq!((s, r["status"].as_str()), (200, Some("ready")));
 
-    let mut ws = gw.ws("u", "device_id=phone&surface=ios").await;
-    ws.hello().await;
+    let mut ws = gw.device("u", "device_id=phone&surface=ios").await;
     let mut sse = gw.sse("u", "device_id=teams-1&surface=teams", None).await;
     sse.hello().await;
     let (s, p) = gw.get_json("/v1/users/u/presence", &token("u", None)).await;
@@ -122,13 +121,11 @@ async fn sigterm_drains_with_reconnect_and_1012_then_exits_0() {
         ("GATEWAY_DRAIN_TIMEOUT_MS", "8000"),
         ("GATEWAY_RECONNECT_AFTER_MS", "250"),
     ]);
-    let mut ws = gw.ws("u", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("u", "").await;
     let mut sse = gw.sse("u", "", None).await;
     sse.hello().await;
     // A client that does not answer the close keeps the drain in its endpoint phase for a while.
-    let mut stubborn = gw.ws("u", "").await;
-    stubborn.hello().await;
+    let stubborn = gw.device("u", "").await;
     gw.create_turn("u", "c", "t1").await;
     ws.event().await;
     sse.event().await;
@@ -193,8 +190,7 @@ async fn a_client_close_is_answered_with_a_close_frame() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     let gw = TestGateway::start(&[]);
-    let mut ws = gw.ws("u", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("u", "").await;
     let frame = CloseFrame { code: 1000.into(), reason: "bye".into() };
     ws.ws.send(Message::Close(Some(frame))).await.unwrap();
     let reply =

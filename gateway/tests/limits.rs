@@ -19,8 +19,7 @@ async fn error_code(ws: &mut WsClient) -> String {
 #[tokio::test]
 async fn malformed_frames_get_error_frames_and_abuse_closes_1008() {
     let gw = TestGateway::start(&[]);
-    let mut ws = gw.ws("u", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("u", "").await;
     ws.send_raw(Message::text("{not json")).await;
     assert_eq!(error_code(&mut ws).await, "malformed_json");
     ws.send_raw(Message::text("[1,2]")).await;
@@ -55,8 +54,7 @@ async fn malformed_frames_get_error_frames_and_abuse_closes_1008() {
 #[tokio::test]
 async fn an_oversized_frame_closes_1009() {
     let gw = TestGateway::start(&[("GATEWAY_MAX_FRAME_BYTES", "1024")]);
-    let mut ws = gw.ws("u", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("u", "").await;
     ws.send_json(json!({"type": "ping", "pad": "x".repeat(900)})).await;
     assert!(matches!(ws.control().await, ControlFrame::Pong { .. }), "under the limit is fine");
     ws.send_json(json!({"type": "ping", "pad": "x".repeat(2000)})).await;
@@ -157,8 +155,7 @@ async fn endpoints_per_user_are_limited() {
 #[tokio::test]
 async fn producer_errors_name_the_line_and_keep_earlier_lines() {
     let gw = TestGateway::start(&[("GATEWAY_MAX_NDJSON_LINE_BYTES", "2048")]);
-    let mut ws = gw.ws("u", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("u", "").await;
     gw.create_turn("u", "c", "t1").await;
     let body =
         "{\"delta\":\"a\"}\n\n{\"delta\":\"b\"}\n{\"delta\":7}\n{\"delta\":\"never\"}\n".to_owned();

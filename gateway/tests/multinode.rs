@@ -242,8 +242,7 @@ async fn a_killed_node_leaves_presence_within_the_ttl_and_its_clients_resume_on_
         let (epoch, _, _) = ws.hello().await;
         clients.push((ws, epoch));
     }
-    let mut other = n2.ws("fay", "device_id=other").await;
-    other.hello().await;
+    let mut other = n2.device("fay", "device_id=other").await;
     // Keep reading it, so it answers the (fast) pings and stays alive.
     let reader = tokio::spawn(async move {
         use futures_util::StreamExt;
@@ -345,8 +344,7 @@ async fn presence_entries_lost_in_redis_are_registered_again_by_their_node() {
     let p = prefix();
     let fast = [("GATEWAY_PRESENCE_TTL_MS", "1500"), ("GATEWAY_HEARTBEAT_MS", "300")];
     let n1 = node(&redis.url, &p, "node-1", &fast);
-    let mut ws = n1.ws("hal", "device_id=phone").await;
-    ws.hello().await;
+    let _ws = n1.device("hal", "device_id=phone").await;
     assert_eq!(presence_ids(&n1, "hal").await.len(), 1);
     // As if the entries had expired while the node was cut off from Redis.
     let client = redis::Client::open(redis.url.as_str()).unwrap();
@@ -417,8 +415,7 @@ async fn a_lost_subscription_connection_loses_nothing() {
     let p = prefix();
     let n1 = node(&redis.url, &p, "node-1", &[]);
     let n2 = node(&redis.url, &p, "node-2", &[]);
-    let mut ws = n1.ws("ivy", "device_id=phone").await;
-    ws.hello().await;
+    let mut ws = n1.device("ivy", "device_id=phone").await;
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for round in 0..3 {

@@ -101,8 +101,7 @@ async fn preferences_are_validated_merged_and_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_disposition_rule_in_order() {
     let gw = TestGateway::start(&[]);
-    let mut device = gw.ws("cy", "").await;
-    device.hello().await;
+    let mut device = gw.device("cy", "").await;
     let doc = json!({"categories": {"off": {"enabled": false}, "picky": {"min_priority": "high"}},
                      "budget_per_hour": 2});
     assert_eq!(put(&gw, "cy", &token("cy", None), doc).await.0, 200);
@@ -206,8 +205,7 @@ async fn a_window_is_announced_once_when_it_ends() {
         ("GATEWAY_NOTIFY_BUDGET_PER_HOUR", "1"),
         ("GATEWAY_NOTIFY_BUDGET_WINDOW_MS", "2000"),
     ]);
-    let mut device = gw.ws("dg", "").await;
-    device.hello().await;
+    let mut device = gw.device("dg", "").await;
     assert_eq!(send(&gw, "dg", "news", "normal", "fits").await["disposition"], "delivered");
     let a = send(&gw, "dg", "news", "normal", "over-1").await;
     let b = send(&gw, "dg", "sport", "low", "over-2").await;
@@ -269,8 +267,7 @@ async fn two_redis_nodes_publish_a_digest_once_even_when_the_node_that_held_it_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifting_a_mute_brings_its_digest_forward() {
     let gw = TestGateway::start(&[]);
-    let mut device = gw.ws("ml", "").await;
-    device.hello().await;
+    let mut device = gw.device("ml", "").await;
     let hour = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(1)).unwrap();
     assert_eq!(patch(&gw, "ml", json!({"mute_until": hour.to_string()})).await.0, 200);
     assert_eq!(send(&gw, "ml", "news", "high", "muted").await["disposition"], "held");

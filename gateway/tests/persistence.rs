@@ -96,8 +96,7 @@ async fn a_streamed_turn_is_stored_once_with_the_producers_exact_text_and_traces
     // Cancelled and failed turns are stored too, with their status.
     gw.create_turn("alice", "c1", "t-cancel").await;
     gw.send_items("t-cancel", &[json!({"delta": "half"})]).await;
-    let mut ws = gw.ws("alice", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("alice", "").await;
     ws.send_json(json!({"type": "turn.cancel", "turn_id": "t-cancel"})).await;
     gw.create_turn("alice", "c1", "t-fail").await;
     let failed = json!({"end": {"status": "failed", "error": {"code": "model_down"}}});
@@ -231,8 +230,7 @@ async fn turns_that_end_while_postgres_is_down_are_stored_exactly_once_when_it_i
     stored(&gw, "pgc", 1).await;
 
     pg.proxy.set_up(false);
-    let mut ws = gw.ws("carol", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("carol", "").await;
     let mut texts = Vec::new();
     for i in 0..5 {
         texts.push(finished_turn(&gw, "carol", "pgc", &format!("down{i}"), 10).await);

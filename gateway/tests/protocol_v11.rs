@@ -39,8 +39,7 @@ async fn a_turn_snapshot_over_http_lets_an_sse_client_join_mid_stream() {
 #[tokio::test]
 async fn notifications_take_critical_and_answer_their_disposition() {
     let gw = TestGateway::start(&[]);
-    let mut ws = gw.ws("nina", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("nina", "").await;
     let body = json!({"user_id": "nina", "category": "security", "priority": "critical",
         "title": "t", "body": "b", "dedup_key": "k"});
     let (s, first) = gw.post_json("/v1/notifications", &producer_token(), &body).await;

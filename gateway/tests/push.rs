@@ -46,8 +46,7 @@ async fn offline_users_are_pushed_once_signed_and_retracted_on_read() {
 
     // Below the minimum priority: not pushed. Online: not pushed, unless critical.
     let low = notify(&gw, "off", "normal").await;
-    let mut device = gw.ws("on", "").await;
-    device.hello().await;
+    let _device = gw.device("on", "").await;
     let online = notify(&gw, "on", "high").await;
     let critical = notify(&gw, "on", "critical").await;
     hook.accepted(&critical, 10).await;

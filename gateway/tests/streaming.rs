@@ -173,8 +173,7 @@ async fn a_device_joining_mid_turn_syncs_and_ends_with_the_exact_text() {
     let (first, text1) = deltas(50, "x");
     gw.send_items("t1", &first).await;
 
-    let mut late = gw.ws("u", "device_id=late").await;
-    late.hello().await;
+    let mut late = gw.device("u", "device_id=late").await;
     late.send_json(json!({"type": "turn.sync", "turn_id": "t1", "ref": "s1"})).await;
     let (mut text, next_index) = match late.control().await {
         ControlFrame::TurnSnapshot { text, next_index, status, reference, .. } => {
@@ -207,10 +206,8 @@ async fn a_device_joining_mid_turn_syncs_and_ends_with_the_exact_text() {
 #[tokio::test]
 async fn cancel_from_another_device_ends_the_turn_everywhere_and_the_producer_gets_409() {
     let gw = TestGateway::start(&[]);
-    let mut phone = gw.ws("u", "").await;
-    let mut laptop = gw.ws("u", "").await;
-    phone.hello().await;
-    laptop.hello().await;
+    let mut phone = gw.device("u", "").await;
+    let mut laptop = gw.device("u", "").await;
     gw.create_turn("u", "c", "t1").await;
     gw.send_items("t1", &deltas(3, "z").0).await;
     laptop.send_json(json!({"type": "turn.cancel", "turn_id": "t1"})).await;
@@ -230,8 +227,7 @@ async fn cancel_from_another_device_ends_the_turn_everywhere_and_the_producer_ge
     assert!(
         matches!(laptop.control().await, ControlFrame::Error { code, .. } if code == "turn_ended")
     );
-    let mut mallory = gw.ws("mallory", "").await;
-    mallory.hello().await;
+    let mut mallory = gw.device("mallory", "").await;
     gw.create_turn("u", "c", "t2").await;
     mallory.send_json(json!({"type": "turn.cancel", "turn_id": "t2"})).await;
     assert!(
@@ -246,8 +242,7 @@ async fn cancel_from_another_device_ends_the_turn_everywhere_and_the_producer_ge
 #[tokio::test]
 async fn ndjson_lines_are_published_as_they_arrive_before_the_body_ends() {
     let gw = TestGateway::start(&[]);
-    let mut ws = gw.ws("u", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("u", "").await;
     gw.create_turn("u", "c", "t1").await;
     ws.event().await; // turn.start
 
@@ -292,10 +287,8 @@ fn tokio_stream_from(
 #[tokio::test]
 async fn notifications_dedup_and_read_receipts_reach_every_device() {
     let gw = TestGateway::start(&[]);
-    let mut a = gw.ws("u", "").await;
-    let mut b = gw.ws("u", "").await;
-    a.hello().await;
-    b.hello().await;
+    let mut a = gw.device("u", "").await;
+    let mut b = gw.device("u", "").await;
     let (s1, first) = gw.notify("u", "hello", Some("k1")).await;
     let (s2, again) = gw.notify("u", "hello again", Some("k1")).await;
     assert_eq!((s1, s2), (202, 202));
@@ -352,10 +345,8 @@ async fn turn_creation_is_idempotent_and_conflicts_are_409() {
 #[tokio::test]
 async fn a_paced_stream_goes_to_caught_up_websockets_by_the_direct_path() {
     let gw = TestGateway::start(&[]);
-    let mut phone = gw.ws("pia", "device_id=phone").await;
-    let mut laptop = gw.ws("pia", "device_id=laptop").await;
-    phone.hello().await;
-    laptop.hello().await;
+    let mut phone = gw.device("pia", "device_id=phone").await;
+    let mut laptop = gw.device("pia", "device_id=laptop").await;
     assert_eq!(gw.create_turn("pia", "c", "paced").await.0, 201);
     let (items, text) = deltas(20, "p");
     for item in items {

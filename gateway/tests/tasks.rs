@@ -27,8 +27,7 @@ fn chunk(id: &str, text: &str, append: bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_reaches_every_device_and_its_artifacts_add_up() {
     let gw = TestGateway::start(&[]);
-    let mut ws = gw.ws("ta", "device_id=phone").await;
-    ws.hello().await;
+    let mut ws = gw.device("ta", "device_id=phone").await;
     let mut sse = gw.sse("ta", "device_id=teams", None).await;
     sse.hello().await;
 
@@ -134,8 +133,7 @@ async fn the_hub_lists_pages_and_cancels_and_keeps_ended_tasks_after_a_restart()
     assert_eq!((s, &e["error"]["code"]), (409, &json!("task_not_cancelable")));
     let (s, _) = gw.post_json("/v1/tasks/x1/cancel", &user, &json!({})).await;
     assert_eq!(s, 404, "another user's task is not found");
-    let mut ws = gw.ws("hu", "").await;
-    ws.hello().await;
+    let mut ws = gw.device("hu", "").await;
     ws.send_json(json!({"type": "task.cancel", "task_id": "h2"})).await;
     let e = ws.event().await;
     assert!(matches!(e.body, EventBody::TaskStatus { state: wire::task::TaskState::Canceled, .. }));

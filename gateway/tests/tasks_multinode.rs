@@ -37,10 +37,8 @@ async fn a_task_is_the_same_on_every_node_and_stored_once() {
     let store = [("GATEWAY_STORE_URL", url.as_str()), ("GATEWAY_STORE_SCHEMA", schema.as_str())];
     let a = node(&redis.url, &p, "node-a", &store);
     let b = node(&redis.url, &p, "node-b", &store);
-    let mut on_a = a.ws("mt", "").await;
-    on_a.hello().await;
-    let mut on_b = b.ws("mt", "").await;
-    on_b.hello().await;
+    let mut on_a = a.device("mt", "").await;
+    let mut on_b = b.device("mt", "").await;
 
     let body = json!({"user_id": "mt", "context_id": "c", "title": "trip", "task_id": "trip"});
     assert_eq!(a.post_json("/v1/tasks", &producer_token(), &body).await.0, 201);

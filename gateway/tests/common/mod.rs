@@ -117,6 +117,13 @@ impl TestGateway {
         WsClient::connect(&self.addr, &token(user, None), query, &[]).await.expect("ws connect")
     }
 
+    /// [`ws`](Self::ws), its `hello` read: a device ready for the events that follow.
+    pub async fn device(&self, user: &str, query: &str) -> WsClient {
+        let mut ws = self.ws(user, query).await;
+        ws.hello().await;
+        ws
+    }
+
     pub async fn sse(&self, user: &str, query: &str, last_event_id: Option<&str>) -> SseClient {
         SseClient::connect(
             &self.http,

@@ -192,7 +192,7 @@ impl Outbox {
     }
 
     /// Until the task [`arm`](Self::arm)s it again, events wait in the queue: the task is about
-    /// to answer a client frame, and its reply goes before the events the frame publishes.
+    /// to answer a client frame whose reply goes before the event the frame publishes.
     pub fn hold(&self) {
         self.state.lock().set(ARMED, false);
     }

@@ -16,6 +16,7 @@ use wire::ControlFrame;
 
 use super::session::Session;
 use crate::domain::TurnError;
+use crate::hub::Outbox;
 
 pub const BAD_FRAME_LIMIT: u32 = 10;
 pub const BAD_FRAME_WINDOW: Duration = Duration::from_secs(10);
@@ -102,8 +103,14 @@ fn string_field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a str> 
     map.get(name).and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 256)
 }
 
-/// Handles one text frame.
-pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> Action {
+/// Handles one text frame. `outbox` is the connection's own: a frame that both publishes and
+/// replies holds its direct writes so the reply goes first.
+pub async fn text(
+    session: &mut Session,
+    frames: &mut BadFrames,
+    outbox: &Outbox,
+    text: &str,
+) -> Action {
     let map = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
@@ -217,6 +224,11 @@ pub async fn text(session: &mut Session, frames: &mut BadFrames, text: &str) -> 
                 Ok(m) => m,
                 Err(e) => return bad(session, frames, "invalid_frame", e, reference),
             };
+            // PROTOCOL.md lists the reply first: the `notification.state` this publishes
+            // follows `notification.marked` on this connection (the task writes it after the
+            // reply). Other frames keep the direct path: a `turn.snapshot` written after the
+            // events it covers spares clients events older than it.
+            outbox.hold();
             match state.notes.mark(&session.user, mark.0, mark.1).await {
                 Ok(r) => Action::Reply({
                     state.metrics.marks.increment(1);

@@ -233,11 +233,8 @@ async fn answer(
     outbox: &Outbox,
     msg: Message,
 ) -> Answer {
-    // PROTOCOL.md lists a frame's reply first: events it publishes (`notification.state`,
-    // `turn.end` of a cancel) follow the reply on this connection.
-    outbox.hold();
     let action = match msg {
-        Message::Text(t) => client::text(session, frames, t.as_str()).await,
+        Message::Text(t) => client::text(session, frames, outbox, t.as_str()).await,
         _ => client::binary(session, frames),
     };
     let (reply, close_after, refreshed) = match action {

@@ -8,7 +8,7 @@
 //! - [`sink`]: where finished turns go before their `turn.end` (the embedded or Redis outbox);
 //! - [`notifications`]: dedup and read marks;
 //! - [`task`], [`tasks`]: a task's record and rules, and the task service (create, apply,
-//!   cancel, read, the hub's list, crash recovery);
+//!   cancel, read, crash recovery; its `hub` module lists a user's tasks);
 //! - [`contract`]: these rules checked on every backend.
 //!
 //! A new event family is a module here plus its wire types.

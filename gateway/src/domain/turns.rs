@@ -7,6 +7,8 @@
 //! producer's batch costs one round trip, not two) behind an async lock (so this node's
 //! changes to one turn queue instead of racing).
 
+mod housekeeping;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +30,6 @@ use crate::backplane::{
 const INDEX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The timer set of streaming turns, due when they would be idle.
 pub const STREAMING: &str = "streaming";
-/// Idle candidates looked at per sweep.
-const PER_SWEEP: usize = 256;
 /// How long a change is decided again after the record moved under it (another node's
 /// producer of the same turn): a node that keeps losing gets through when the other pauses.
 const RETRY_FOR: Duration = Duration::from_secs(5);
@@ -313,82 +313,6 @@ impl Turns {
         let user = self.owner(turn_id).await?.ok_or_else(not_found)?;
         let read = self.log.read(&user, &record_name(turn_id), Blobs::default()).await?;
         Ok(TurnRec::parse(&read.ok_or_else(not_found)?.record)?.state(turn_id))
-    }
-
-    /// Housekeeping: idle turns ended, open turns checkpointed (embedded), local entries aged.
-    pub async fn sweep(&self) {
-        if let Err(e) = self.end_idle().await {
-            tracing::warn!(error = %e, "idle turn sweep failed; next sweep");
-        }
-        if self.sink.checkpoints() {
-            self.checkpoint().await;
-        }
-        self.traces.retain(|turn_id, _| self.local.contains_key(turn_id));
-        self.local.retain(|_, l| {
-            l.try_lock().map_or(true, |l| l.used.is_some_and(|u| u.elapsed() < LOCAL_FOR))
-        });
-    }
-
-    /// Ends every turn that streamed nothing for `turn_idle` as `failed` (`idle_timeout`): a
-    /// producer that died mid-turn leaves neither the devices nor the state waiting forever.
-    /// On every node at once the append's condition makes it one end.
-    async fn end_idle(&self) -> Result<(), Unavailable> {
-        let cutoff = now_ms() - self.cfg.turn_idle.as_millis() as i64;
-        for turn_id in self.log.due(STREAMING, cutoff, PER_SWEEP).await? {
-            let Some(user) = self.owner(&turn_id).await? else {
-                self.log.unwatch(STREAMING, &turn_id).await?;
-                continue;
-            };
-            let read = self.log.read(&user, &record_name(&turn_id), Blobs::default()).await?;
-            let rec = match read.map(|r| TurnRec::parse(&r.record)).transpose() {
-                Ok(Some(rec)) if rec.status == TurnStatus::Streaming => rec,
-                _ => {
-                    self.log.unwatch(STREAMING, &turn_id).await?;
-                    continue;
-                }
-            };
-            if rec.last_ms > cutoff {
-                self.log.watch(STREAMING, &turn_id, rec.last_ms).await?;
-                continue;
-            }
-            let error = Some(serde_json::Value::from("idle_timeout"));
-            let end = EventItem::End(EndItem { status: TurnStatus::Failed, error });
-            match self.change(&turn_id, Some(&user), vec![end], By::Gateway).await {
-                Ok(a) if a.last_seq.is_some() => {
-                    tracing::info!(%turn_id, "ended a turn idle past GATEWAY_TURN_IDLE_TIMEOUT_MS")
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(%turn_id, error = %e, "cannot end an idle turn; next sweep");
-                    continue;
-                }
-            }
-            self.log.unwatch(STREAMING, &turn_id).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the text of every streaming turn that grew since its last checkpoint (embedded
-    /// mode, where a crash would otherwise lose it; see [`recover`](super::recover)).
-    async fn checkpoint(&self) {
-        let entries: Vec<_> =
-            self.local.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
-        for (turn_id, local) in entries {
-            let mut l = local.lock().await;
-            let Some(rec) = l.rec.clone() else { continue };
-            if rec.status != TurnStatus::Streaming || rec.next_index == l.checkpointed {
-                continue;
-            }
-            let blobs = Blobs { text: true, items: false };
-            let Ok(Some(read)) = self.log.read(&rec.user_id, &record_name(&turn_id), blobs).await
-            else {
-                continue;
-            };
-            match self.sink.checkpoint(&turn_id, &read.text, rec.truncated, rec.next_index).await {
-                Ok(()) => l.checkpointed = rec.next_index,
-                Err(e) => tracing::warn!(%turn_id, error = %e, "checkpoint failed"),
-            }
-        }
     }
 
     pub(super) fn log(&self) -> &Arc<dyn Backplane> {

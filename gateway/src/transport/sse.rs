@@ -29,10 +29,11 @@ pub async fn handler(
     RawQuery(query): RawQuery,
     auth: Result<Authenticated, ApiError>,
 ) -> Result<Response, ApiError> {
+    // A missing or bad token is a 401 first, as on `/v1/ws`.
+    let Authenticated(principal) = auth?;
     if state.is_draining() {
         return Err(ApiError::draining());
     }
-    let Authenticated(principal) = auth?;
     let last_event_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or(""));
     let params = params::parse(query.as_deref(), last_event_id)?;
     let origin = headers.get(ORIGIN).map(|o| o.to_str().unwrap_or("\u{0}"));

@@ -32,6 +32,7 @@ pub const OPEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub(super) const CLAIM_TTL: Duration = OPEN_TTL;
 /// How long a change is decided again after the record moved under it.
 const RETRY_FOR: Duration = Duration::from_secs(5);
+
 pub struct TasksConfig {
     /// Bytes of artifact chunks one task may hold.
     pub max_bytes: u64,

@@ -10,10 +10,12 @@
 //! client's pace (PROTOCOL.md v1.1, §Backpressure). Only an endpoint whose next event has left
 //! the log is closed (4008), by its own task.
 
+mod admit;
 mod endpoint;
 mod entry;
 mod log;
 
+pub use admit::{ResumeFrom, TooManyEndpoints};
 pub use endpoint::{Attachment, Direct, Offer, Outbox, Ready, Reservation};
 pub use entry::{Entry, kind_of};
 pub use log::Retention;
@@ -62,18 +64,6 @@ struct UserLog {
     reserved: usize,
     /// Set when the janitor dropped this log from the map: callers holding it look again.
     retired: bool,
-}
-
-/// Why an endpoint cannot be admitted.
-#[derive(Debug, thiserror::Error)]
-#[error("user already holds {0} endpoints (GATEWAY_MAX_ENDPOINTS_PER_USER)")]
-pub struct TooManyEndpoints(pub usize);
-
-/// A resume point a client sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumeFrom {
-    pub epoch: String,
-    pub after: u64,
 }
 
 impl Hub {
@@ -279,63 +269,6 @@ impl Hub {
         self.users.get(user).map(|s| s.lock().ring.head()).unwrap_or(0)
     }
 
-    /// Admits one more endpoint for `user` if the limit allows; the reservation is released
-    /// when dropped unattached (a failed upgrade).
-    pub fn reserve(&self, user: &str) -> Result<Reservation, TooManyEndpoints> {
-        let max = self.max_endpoints;
-        self.with_log(user, |log| {
-            if log.endpoints.len() + log.reserved >= max {
-                return Err(TooManyEndpoints(max));
-            }
-            log.reserved += 1;
-            Ok(())
-        })?;
-        let slot = self.users.get(user).map(|s| s.clone());
-        Ok(Reservation::new(Arc::from(user), slot))
-    }
-
-    /// Registers an admitted endpoint for live events and returns what it missed since
-    /// `resume` (all of it, or nothing with `resumed: false`), atomically with respect to
-    /// publishing.
-    pub fn attach(&self, reservation: Reservation, resume: Option<&ResumeFrom>) -> Attachment {
-        let outbox = Arc::new(Outbox::new());
-        let id = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
-        let user = reservation.consume();
-        let (epoch, head, replay) = self.with_log(&user, |log| {
-            log.reserved = log.reserved.saturating_sub(1);
-            let replay =
-                resume.filter(|r| *r.epoch == *log.epoch).and_then(|r| log.ring.since(r.after));
-            log.endpoints.push((id, outbox.clone()));
-            (log.epoch.clone(), log.ring.head(), replay)
-        });
-        if resume.is_some() {
-            let hit = replay.is_some();
-            self.metrics.resume(hit);
-        }
-        Attachment {
-            id,
-            user,
-            epoch,
-            head,
-            resumed: replay.is_some(),
-            replay: replay.unwrap_or_default(),
-            outbox,
-        }
-    }
-
-    /// Registers an admitted endpoint for live events only (Redis mode: the caller reads what it
-    /// missed from Redis afterwards, and the endpoint skips what it gets twice).
-    pub fn attach_live(&self, reservation: Reservation) -> (u64, Arc<str>, Arc<Outbox>) {
-        let outbox = Arc::new(Outbox::new());
-        let id = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
-        let user = reservation.consume();
-        self.with_log(&user, |log| {
-            log.reserved = log.reserved.saturating_sub(1);
-            log.endpoints.push((id, outbox.clone()));
-        });
-        (id, user, outbox)
-    }
-
     /// The retained events of `user` with `after < seq <= upto` (at most the head) in `epoch`,
     /// if all are held.
     pub fn retained(
@@ -352,15 +285,6 @@ impl Hub {
         }
         // Reading past the head reads up to it (a reader catching up asks for a chunk).
         log.ring.range(after, upto)
-    }
-
-    /// Removes an endpoint from live delivery (its connection closed).
-    /// Returns whether that was the user's last endpoint here (Redis mode unsubscribes then).
-    pub fn detach(&self, user: &str, id: u64) -> bool {
-        let Some(slot) = self.users.get(user).map(|s| s.clone()) else { return true };
-        let mut log = slot.lock();
-        log.endpoints.retain(|(ep, _)| *ep != id);
-        log.endpoints.is_empty() && log.reserved == 0
     }
 
     /// Drops retained events older than the retention age, and the logs of users with no

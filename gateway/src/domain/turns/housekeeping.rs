@@ -67,7 +67,7 @@ impl Turns {
     }
 
     /// Writes the text of every streaming turn that grew since its last checkpoint (embedded
-    /// mode, where a crash would otherwise lose it; see [`recover`](super::recover)).
+    /// mode, where a crash would otherwise lose it; see [`recover`](crate::domain::recover)).
     async fn checkpoint(&self) {
         let entries: Vec<_> =
             self.local.iter().map(|e| (e.key().clone(), e.value().clone())).collect();

@@ -237,6 +237,32 @@ async fn publishing_client_frames_are_rate_limited_per_connection() {
     let mut other = gw.device("chatty", "").await;
     other.send_json(json!({"type": "notification.read", "id": "fresh"})).await;
     assert_eq!(other.event().await.seq, published + 1, "the limit is per connection");
+    // `notification.mark` publishes too, so it draws on the same bucket (9 tokens are left).
+    for i in 0..20 {
+        other
+            .send_json(
+                json!({"type": "notification.mark", "all": true, "status": "seen", "ref": i}),
+            )
+            .await;
+    }
+    other.send_json(json!({"type": "ping"})).await;
+    let (mut marked, mut limited) = (0, 0);
+    loop {
+        match other.frame().await {
+            wire::ServerFrame::Event(_) => {}
+            wire::ServerFrame::Control(wire::ControlFrame::NotificationMarked { .. }) => {
+                marked += 1
+            }
+            wire::ServerFrame::Control(wire::ControlFrame::Error { code, .. }) => {
+                assert_eq!(code, "rate_limited");
+                limited += 1;
+            }
+            wire::ServerFrame::Control(wire::ControlFrame::Pong { .. }) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(marked + limited, 20);
+    assert!((9..=12).contains(&marked), "marks share the bucket: {marked} answered");
 }
 
 /// `kill -9` mid-turn in embedded mode: after the restart the turn is ended `failed`

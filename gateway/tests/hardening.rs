@@ -219,50 +219,48 @@ async fn publishing_client_frames_are_rate_limited_per_connection() {
     for i in 0..30 {
         ws.send_json(json!({"type": "notification.read", "id": format!("n{i}"), "ref": i})).await;
     }
-    ws.send_json(json!({"type": "ping", "ref": "last"})).await;
-    let (mut published, mut limited) = (0, 0);
-    loop {
-        match ws.frame().await {
-            wire::ServerFrame::Event(_) => published += 1,
-            wire::ServerFrame::Control(wire::ControlFrame::Error { code, .. }) => {
-                assert_eq!(code, "rate_limited");
-                limited += 1;
-            }
-            wire::ServerFrame::Control(wire::ControlFrame::Pong { .. }) => break,
-            other => panic!("{other:?}"),
-        }
-    }
-    assert_eq!(published + limited, 30);
+    let t = tally(&mut ws).await;
+    assert_eq!(t.events + t.limited, 30);
+    let published = t.events as u64;
     assert!((10..=12).contains(&published), "a burst of 10, then 5/s: {published} published");
     let mut other = gw.device("chatty", "").await;
     other.send_json(json!({"type": "notification.read", "id": "fresh"})).await;
     assert_eq!(other.event().await.seq, published + 1, "the limit is per connection");
     // `notification.mark` publishes too, so it draws on the same bucket (9 tokens are left).
     for i in 0..20 {
-        other
-            .send_json(
-                json!({"type": "notification.mark", "all": true, "status": "seen", "ref": i}),
-            )
-            .await;
+        let mark = json!({"type": "notification.mark", "all": true, "status": "seen", "ref": i});
+        other.send_json(mark).await;
     }
-    other.send_json(json!({"type": "ping"})).await;
-    let (mut marked, mut limited) = (0, 0);
+    let t = tally(&mut other).await;
+    assert_eq!(t.marked + t.limited, 20);
+    assert!((9..=12).contains(&t.marked), "marks share the bucket: {} answered", t.marked);
+}
+
+/// What a connection received in answer to a run of frames.
+struct Tally {
+    events: usize,
+    marked: usize,
+    limited: usize,
+}
+
+/// Sends a `ping` and counts what arrives before its `pong`; only `rate_limited` errors may.
+async fn tally(ws: &mut WsClient) -> Tally {
+    ws.send_json(json!({"type": "ping"})).await;
+    let mut t = Tally { events: 0, marked: 0, limited: 0 };
     loop {
-        match other.frame().await {
-            wire::ServerFrame::Event(_) => {}
+        match ws.frame().await {
+            wire::ServerFrame::Event(_) => t.events += 1,
             wire::ServerFrame::Control(wire::ControlFrame::NotificationMarked { .. }) => {
-                marked += 1
+                t.marked += 1
             }
             wire::ServerFrame::Control(wire::ControlFrame::Error { code, .. }) => {
                 assert_eq!(code, "rate_limited");
-                limited += 1;
+                t.limited += 1;
             }
-            wire::ServerFrame::Control(wire::ControlFrame::Pong { .. }) => break,
+            wire::ServerFrame::Control(wire::ControlFrame::Pong { .. }) => return t,
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(marked + limited, 20);
-    assert!((9..=12).contains(&marked), "marks share the bucket: {marked} answered");
 }
 
 /// `kill -9` mid-turn in embedded mode: after the restart the turn is ended `failed`

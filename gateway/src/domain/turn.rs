@@ -281,7 +281,6 @@ pub fn plan(
         accepted += 1;
     }
     next.last_ms = now_ms;
-    append.set = next.changing(Some(rec));
     if only_an_end(&append, &next) {
         // An end alone depends on the status only: it is not refused by deltas racing it
         // from another node, and leaves what they wrote alone (so it is not diffed against
@@ -289,6 +288,8 @@ pub fn plan(
         append.expect = Expect::Field("status", "streaming");
         append.set = next.changing(None);
         append.set.retain(|(k, _)| matches!(*k, "status" | "ended" | "last"));
+    } else {
+        append.set = next.changing(Some(rec));
     }
     // The expiry of a streaming turn is pushed back when it crosses 256 deltas (not on every
     // batch: this runs for every token); an ended turn's keep is the sink's to decide.

@@ -138,6 +138,8 @@ pub async fn embedded(cfg: &Config) -> Result<Parts, SetupError> {
         outbox,
         persister: persister.clone(),
         turn_retention: Duration::from_millis(cfg.turn_retention_ms),
+        direct: cfg.store_url.is_none(),
+        queued: Default::default(),
     });
     let presence = Arc::new(MemoryPresence::new(Duration::from_millis(cfg.presence_ttl_ms)));
     let push = push(cfg, &store, &metrics);

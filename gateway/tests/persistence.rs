@@ -315,3 +315,49 @@ async fn retention_purges_old_turns_in_the_background() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// With the embedded store a finished turn is stored at once, then forgotten as an open turn
+/// without a sync, so a crash between the two leaves it noted open. The next start must find
+/// it stored and forget it: not end it `failed` a second time (a `turn.end` in the new log, and
+/// a conflicting copy set aside).
+#[tokio::test]
+async fn a_stored_turn_still_noted_open_after_a_crash_is_not_ended_again() {
+    let dir = temp_dir("gw-direct");
+    let mut first = TestGateway::start_in(&dir, &[]);
+    first.keep_data = true;
+    let text = finished_turn(&first, "olga", "cdirect", "tdirect", 3).await;
+    assert_eq!(stored(&first, "cdirect", 1).await[0]["text"], text);
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5)).expect("killed");
+    drop(first);
+    // What the crash leaves: the stored turn still noted as open.
+    let outbox = store_client::EmbeddedOutbox::open(&dir).await.unwrap();
+    let open = store_client::TurnRecord {
+        turn_id: "tdirect".into(),
+        conversation_id: "cdirect".into(),
+        user_id: "olga".into(),
+        status: wire::TurnStatus::Completed,
+        text: String::new(),
+        truncated: false,
+        created_at_ms: 1,
+        completed_at_ms: 0,
+        meta: Value::Null,
+    };
+    outbox.open_turn(&open).await.unwrap();
+    drop(outbox);
+
+    for _ in 0..2 {
+        let mut gw = TestGateway::start_in(&dir, &[]);
+        gw.keep_data = true;
+        let (_, seq, _) = gw.ws("olga", "").await.hello().await;
+        assert_eq!(seq, 0, "nothing announced in the new log");
+        let turns = stored(&gw, "cdirect", 1).await;
+        assert_eq!(
+            (turns[0]["status"].as_str(), &turns[0]["text"]),
+            (Some("completed"), &json!(text))
+        );
+        let (s, ready) = gw.get_json("/readyz", "").await;
+        assert_eq!((s, ready["store"]["outbox"]["set_aside"].as_u64()), (200, Some(0)), "{ready}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -114,6 +114,10 @@ impl Persister {
         let _ = self.tracer.set(Box::new(f));
     }
 
+    pub fn store(&self) -> &Arc<dyn TurnStore> {
+        &self.store
+    }
+
     pub fn outbox(&self) -> &Arc<dyn Outbox> {
         &self.outbox
     }
@@ -176,10 +180,19 @@ impl Persister {
         }
     }
 
-    async fn attempt(&self, p: Pending) {
-        let id = p.item.key();
+    /// Stores `item` now, bypassing the outbox: for a store on the same disk as the outbox
+    /// (embedded), where the outbox would only add a second synced write. Counted and timed as
+    /// a drained entry is; an error leaves the caller to enqueue it instead.
+    pub async fn store_now(&self, item: &Final) -> Result<PutOutcome, StoreError> {
+        let done = self.put(item).await?;
+        self.count(done);
+        Ok(done)
+    }
+
+    /// The store's answer for one entry, within `put_timeout`, in the entry's span.
+    async fn put(&self, item: &Final) -> Result<PutOutcome, StoreError> {
         let put = async {
-            match &p.item {
+            match item {
                 Final::Turn(t) => self.store.put(t).await,
                 Final::Task(t) => self.store.put_task(t).await,
                 // Idempotent on the id (and the push on its key): a second try adds nothing.
@@ -192,7 +205,7 @@ impl Persister {
                 }
             }
         };
-        let span = self.tracer.get().map_or_else(tracing::Span::none, |f| f(&p.item));
+        let span = self.tracer.get().map_or_else(tracing::Span::none, |f| f(item));
         let put = tracing::Instrument::instrument(put, span);
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.policy.put_timeout, put).await {
@@ -205,16 +218,27 @@ impl Persister {
         if let Some(f) = self.observer.get() {
             f(started.elapsed());
         }
+        result
+    }
+
+    fn count(&self, done: PutOutcome) {
+        let c = &self.counters;
+        match done {
+            PutOutcome::Inserted => &c.stored,
+            PutOutcome::AlreadyStored => &c.already_stored,
+            PutOutcome::Discarded => &c.discarded,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        c.failing.store(false, Ordering::Relaxed);
+    }
+
+    async fn attempt(&self, p: Pending) {
+        let id = p.item.key();
+        let result = self.put(&p.item).await;
         let c = &self.counters;
         let outcome = match result {
             Ok(done) => {
-                match done {
-                    PutOutcome::Inserted => &c.stored,
-                    PutOutcome::AlreadyStored => &c.already_stored,
-                    PutOutcome::Discarded => &c.discarded,
-                }
-                .fetch_add(1, Ordering::Relaxed);
-                c.failing.store(false, Ordering::Relaxed);
+                self.count(done);
                 self.outbox.complete(&id).await
             }
             Err(e) if e.is_retryable() => {

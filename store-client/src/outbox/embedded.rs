@@ -6,7 +6,8 @@
 //! read. Removing a stored entry is not synced on its own (it reaches the disk with the next
 //! synced write): if it is lost in a crash, the turn is stored again, which the store's
 //! idempotent write makes a no-op. That keeps a turn to two synced writes: in here, and in the
-//! store.
+//! store. With the embedded store on the same disk the gateway skips this file for finished
+//! turns and tasks (one synced write: the store's) and only forgets their open notes here.
 
 use std::path::Path;
 use std::time::Duration;
@@ -156,6 +157,15 @@ impl EmbeddedOutbox {
             .bind(turn.meta.to_string())
             .execute(&self.relaxed)
             .await?;
+        Ok(())
+    }
+
+    /// Forgets an open turn (`task: false`) or task stored without passing through here (see
+    /// [`Persister::store_now`](crate::Persister::store_now)). Not synced: if a crash loses it,
+    /// the next start finds it in the store and forgets it then.
+    pub async fn forget_open(&self, id: &str, task: bool) -> Result<(), StoreError> {
+        let close = if task { CLOSE_TASK } else { CLOSE_TURN };
+        sqlx::query(close).bind(id).execute(&self.relaxed).await?;
         Ok(())
     }
 

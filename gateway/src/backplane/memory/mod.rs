@@ -194,6 +194,10 @@ mod tests {
                 outbox: outbox.clone(),
                 persister,
                 turn_retention: Duration::from_secs(3600),
+                // Through the outbox, so the contract covers it; the direct write is covered
+                // by the gateway's own tests (embedded store).
+                direct: false,
+                queued: Default::default(),
             });
             let node = Node::new(Arc::new(MemoryBackplane::new(hub.clone())), hub, sink, store);
             Fixture { a: node.clone(), b: node, outbox, guard: Some(Box::new(TempDir(dir))) }

@@ -1,10 +1,16 @@
 //! Embedded mode's sink: a finished turn is copied whole into the SQLite outbox (its state is
-//! in memory and dies with the process), or stored at once when the store is on the same disk.
+//! in memory and dies with the process) and stored from there. When the store is the embedded
+//! one, on the outbox's disk, the turn is stored at once instead: the outbox would only add a
+//! second synced write, a read and a removal per turn (the store being down means the disk
+//! is, and the outbox with it). If that write fails, the outbox takes the turn as before.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use store_client::{EmbeddedOutbox, FinalTask, FinalTurn, KeptNote, Outbox, Persister, TurnRecord};
+use store_client::{
+    EmbeddedOutbox, Final, FinalTask, FinalTurn, KeptNote, Outbox, Persister, TurnRecord,
+};
 use wire::task::Task;
 
 use super::{TurnSink, note_not_dropped, outbox_down};
@@ -16,6 +22,48 @@ pub struct EmbeddedSink {
     pub persister: Arc<Persister>,
     /// How long an ended turn (and so its idempotency) is remembered.
     pub turn_retention: std::time::Duration,
+    /// The store is the embedded one: finished turns and tasks are stored at once.
+    pub direct: bool,
+    /// Something went into the outbox since the persister was last woken.
+    pub queued: AtomicBool,
+}
+
+impl EmbeddedSink {
+    /// Stores a finished turn or task now if the store is local; whether it was.
+    async fn stored_now(&self, item: Final) -> bool {
+        if !self.direct {
+            return false;
+        }
+        let (id, task) = match &item {
+            Final::Turn(t) => (t.turn.turn_id.as_str(), false),
+            Final::Task(t) => (t.task.task_id.as_str(), true),
+            Final::Note(_) => return false,
+        };
+        if let Err(e) = self.persister.store_now(&item).await {
+            tracing::warn!(id, error = %e, "storing at once failed; the outbox takes it");
+            return false;
+        }
+        if let Err(e) = self.outbox.forget_open(id, task).await {
+            tracing::warn!(id, error = %e, "cannot forget a stored open entry; the next start will");
+        }
+        true
+    }
+
+    /// Whether a previous life stored this open turn or task after all (it crashed before
+    /// forgetting it): then it is forgotten now, not ended again.
+    async fn stored_before(&self, id: &str, task: bool) -> Result<bool, String> {
+        let store = self.persister.store();
+        let found = if task {
+            store.task(id).await.map(|t| t.is_some())
+        } else {
+            store.traces(id).await.map(|t| t.is_some())
+        };
+        if !found.map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
+        self.outbox.forget_open(id, task).await.map_err(|e| e.to_string())?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -31,7 +79,11 @@ impl TurnSink for EmbeddedSink {
         copy: Option<FinalTurn>,
     ) -> Result<(), Unavailable> {
         let Some(copy) = copy else { return Ok(()) };
+        if self.stored_now(Final::Turn(copy.clone())).await {
+            return Ok(());
+        }
         self.outbox.enqueue(&copy).await.map_err(|e| outbox_down("turn", turn_id, e))?;
+        self.queued.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -42,7 +94,11 @@ impl TurnSink for EmbeddedSink {
         copy: Option<FinalTask>,
     ) -> Result<(), Unavailable> {
         let Some(copy) = copy else { return Ok(()) };
+        if self.stored_now(Final::Task(copy.clone())).await {
+            return Ok(());
+        }
         self.outbox.enqueue_task(&copy).await.map_err(|e| outbox_down("task", task_id, e))?;
+        self.queued.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -53,7 +109,13 @@ impl TurnSink for EmbeddedSink {
     }
 
     async fn interrupted_tasks(&self) -> Result<Vec<Task>, String> {
-        self.outbox.interrupted_tasks().await.map_err(|e| e.to_string())
+        let mut open = Vec::new();
+        for task in self.outbox.interrupted_tasks().await.map_err(|e| e.to_string())? {
+            if !self.stored_before(&task.task_id, true).await? {
+                open.push(task);
+            }
+        }
+        Ok(open)
     }
 
     async fn keep_note(&self, note: &KeptNote) -> Result<(), Unavailable> {
@@ -61,6 +123,7 @@ impl TurnSink for EmbeddedSink {
             .enqueue_note(note)
             .await
             .map_err(|e| outbox_down("notification", &note.note.id, e))?;
+        self.queued.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -72,7 +135,9 @@ impl TurnSink for EmbeddedSink {
     }
 
     fn ended(&self) {
-        self.persister.wake();
+        if self.queued.swap(false, Ordering::Relaxed) {
+            self.persister.wake();
+        }
     }
 
     fn ended_keep(&self) -> Keep {
@@ -104,6 +169,12 @@ impl TurnSink for EmbeddedSink {
     }
 
     async fn interrupted(&self) -> Result<Vec<(TurnRecord, u64)>, String> {
-        self.outbox.interrupted().await.map_err(|e| e.to_string())
+        let mut open = Vec::new();
+        for (turn, next_index) in self.outbox.interrupted().await.map_err(|e| e.to_string())? {
+            if !self.stored_before(&turn.turn_id, false).await? {
+                open.push((turn, next_index));
+            }
+        }
+        Ok(open)
     }
 }

@@ -16,6 +16,7 @@
 pub mod contract;
 mod contract_log;
 mod contract_tasks;
+mod contract_turns;
 mod digests;
 pub mod finished;
 pub mod inbox;

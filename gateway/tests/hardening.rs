@@ -12,26 +12,6 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn history(gw: &TestGateway, conv: &str, token: &str) -> Vec<Value> {
-    let (s, page) = gw.get_json(&format!("/v1/conversations/{conv}/turns?limit=100"), token).await;
-    assert_eq!(s, 200, "{page}");
-    page["turns"].as_array().unwrap().clone()
-}
-
-async fn stored(gw: &TestGateway, conv: &str, n: usize) -> Vec<Value> {
-    let admin = token("ops", Some("gateway.admin"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let turns = history(gw, conv, &admin).await;
-        if turns.len() >= n {
-            assert_eq!(turns.len(), n, "never more than once");
-            return turns;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{n} turns not stored: {turns:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn finish(gw: &TestGateway, user: &str, conv: &str, turn_id: &str) {
     assert_eq!(gw.create_turn(user, conv, turn_id).await.0, 201);
     let (s, b) = gw.send_items(turn_id, &[json!({"delta": turn_id}), end_item()]).await;

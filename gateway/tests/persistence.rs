@@ -16,22 +16,6 @@ async fn history(gw: &TestGateway, conv: &str, token: &str) -> (u16, Value) {
     gw.get_json(&format!("/v1/conversations/{conv}/turns?limit=100"), token).await
 }
 
-/// Waits until the conversation's history holds `n` turns; returns them.
-async fn stored(gw: &TestGateway, conv: &str, n: usize) -> Vec<Value> {
-    let admin = token("ops", Some("gateway.admin"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (status, page) = history(gw, conv, &admin).await;
-        if status == 200 && page["turns"].as_array().unwrap().len() >= n {
-            let turns = page["turns"].as_array().unwrap().clone();
-            assert_eq!(turns.len(), n, "never more than once: {page}");
-            return turns;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{n} turns not stored: {status} {page}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A turn of `n` deltas (and two traces) that ends `completed`; returns its text.
 async fn finished_turn(
     gw: &TestGateway,

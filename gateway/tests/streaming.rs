@@ -23,12 +23,6 @@ fn text_of(events: &[LogEvent], turn_id: &str) -> String {
     text
 }
 
-fn assert_contiguous(events: &[LogEvent], from: u64) {
-    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    let want: Vec<u64> = (from..from + events.len() as u64).collect();
-    assert_eq!(seqs, want, "seq contiguous, none missing or twice");
-}
-
 #[tokio::test]
 async fn three_endpoints_of_one_user_get_the_turn_identically_and_another_user_nothing() {
     let gw = TestGateway::start(&[]);

@@ -11,16 +11,6 @@ use common::*;
 use serde_json::{Value, json};
 use wire::EventBody;
 
-fn node(redis: &str, prefix: &str, id: &str, store: &[(&str, &str)]) -> TestGateway {
-    let mut env = vec![
-        ("GATEWAY_REDIS_URL", redis),
-        ("GATEWAY_REDIS_PREFIX", prefix),
-        ("GATEWAY_NODE_ID", id),
-    ];
-    env.extend_from_slice(store);
-    TestGateway::start(&env)
-}
-
 async fn ids(gw: &TestGateway, user: &str, q: &str) -> Vec<String> {
     let (s, page) = gw.get_json(&format!("/v1/tasks?{q}"), &token(user, None)).await;
     assert_eq!(s, 200, "{page}");
@@ -35,8 +25,8 @@ async fn a_task_is_the_same_on_every_node_and_stored_once() {
     let schema = common::pg::unique("gwtasks");
     let _drop = common::pg::DropSchema { url: url.clone(), schema: schema.clone() };
     let store = [("GATEWAY_STORE_URL", url.as_str()), ("GATEWAY_STORE_SCHEMA", schema.as_str())];
-    let a = node(&redis.url, &p, "node-a", &store);
-    let b = node(&redis.url, &p, "node-b", &store);
+    let a = TestGateway::on_redis(&redis.url, &p, "node-a", &store);
+    let b = TestGateway::on_redis(&redis.url, &p, "node-b", &store);
     let mut on_a = a.device("mt", "").await;
     let mut on_b = b.device("mt", "").await;
 

@@ -1,6 +1,7 @@
 //! Test harness: the real `gateway` binary on `127.0.0.1:0`, driven by real clients.
 #![allow(dead_code)]
 
+pub mod nodes;
 /// PostgreSQL for tests (a schema each, a switchable proxy), shared with the store's own tests.
 #[path = "../../../store-client/tests/support/mod.rs"]
 pub mod pg;
@@ -8,6 +9,7 @@ pub mod pg;
 #[path = "../../../presence/tests/support/mod.rs"]
 pub mod redis_server;
 pub mod sse;
+pub mod turns;
 pub mod webhook;
 pub mod ws;
 
@@ -21,6 +23,8 @@ use serde_json::Value;
 use wire::Claims;
 
 pub use sse::SseClient;
+#[allow(unused_imports)]
+pub use turns::{assert_contiguous, stored};
 pub use ws::WsClient;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";

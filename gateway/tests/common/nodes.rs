@@ -1,0 +1,37 @@
+//! Helpers of the tests of several Redis-mode nodes (`multinode.rs`, `multinode_failures.rs`).
+
+use wire::{EventBody, LogEvent};
+
+use super::{SseClient, TestGateway, token};
+
+/// A Redis key prefix of its own, so tests sharing a Redis stay apart.
+pub fn prefix() -> String {
+    format!("mn{:x}", rand::random::<u32>())
+}
+
+/// SSE events until the `turn.end` of `turn_id`.
+pub async fn sse_until_end(sse: &mut SseClient, turn_id: &str) -> Vec<LogEvent> {
+    let mut out = Vec::new();
+    loop {
+        let e = sse.event().await;
+        let ev: LogEvent = serde_json::from_str(&e.data).unwrap();
+        let end = matches!(&ev.body, EventBody::TurnEnd { turn_id: t, .. } if t == turn_id);
+        out.push(ev);
+        if end {
+            return out;
+        }
+    }
+}
+
+pub async fn presence_ids(gw: &TestGateway, user: &str) -> Vec<(String, String)> {
+    let (s, p) = gw.get_json(&format!("/v1/users/{user}/presence"), &token(user, None)).await;
+    assert_eq!(s, 200, "{p}");
+    let mut ids: Vec<(String, String)> = p["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["device_id"].as_str().unwrap().into(), e["node_id"].as_str().unwrap().into()))
+        .collect();
+    ids.sort();
+    ids
+}

@@ -29,17 +29,33 @@ pub struct EmbeddedSink {
 }
 
 impl EmbeddedSink {
+    /// A finished turn or task (or a notification the inbox could not take) on its way to
+    /// the store: stored at once where the store is local, else recorded in the outbox.
+    async fn finish(&self, item: Final) -> Result<(), Unavailable> {
+        if self.stored_now(&item).await {
+            return Ok(());
+        }
+        let (what, id, queued) = match &item {
+            Final::Turn(t) => ("turn", &t.turn.turn_id, self.outbox.enqueue(t).await),
+            Final::Task(t) => ("task", &t.task.task_id, self.outbox.enqueue_task(t).await),
+            Final::Note(n) => ("notification", &n.note.id, self.outbox.enqueue_note(n).await),
+        };
+        queued.map_err(|e| outbox_down(what, id, e))?;
+        self.queued.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Stores a finished turn or task now if the store is local; whether it was.
-    async fn stored_now(&self, item: Final) -> bool {
+    async fn stored_now(&self, item: &Final) -> bool {
         if !self.direct {
             return false;
         }
-        let (id, task) = match &item {
+        let (id, task) = match item {
             Final::Turn(t) => (t.turn.turn_id.as_str(), false),
             Final::Task(t) => (t.task.task_id.as_str(), true),
             Final::Note(_) => return false,
         };
-        if let Err(e) = self.persister.store_now(&item).await {
+        if let Err(e) = self.persister.store_now(item).await {
             tracing::warn!(id, error = %e, "storing at once failed; the outbox takes it");
             return false;
         }
@@ -75,31 +91,21 @@ impl TurnSink for EmbeddedSink {
     async fn finishing(
         &self,
         _user: &str,
-        turn_id: &str,
+        _turn_id: &str,
         copy: Option<FinalTurn>,
     ) -> Result<(), Unavailable> {
         let Some(copy) = copy else { return Ok(()) };
-        if self.stored_now(Final::Turn(copy.clone())).await {
-            return Ok(());
-        }
-        self.outbox.enqueue(&copy).await.map_err(|e| outbox_down("turn", turn_id, e))?;
-        self.queued.store(true, Ordering::Relaxed);
-        Ok(())
+        self.finish(Final::Turn(copy)).await
     }
 
     async fn finishing_task(
         &self,
         _user: &str,
-        task_id: &str,
+        _task_id: &str,
         copy: Option<FinalTask>,
     ) -> Result<(), Unavailable> {
         let Some(copy) = copy else { return Ok(()) };
-        if self.stored_now(Final::Task(copy.clone())).await {
-            return Ok(());
-        }
-        self.outbox.enqueue_task(&copy).await.map_err(|e| outbox_down("task", task_id, e))?;
-        self.queued.store(true, Ordering::Relaxed);
-        Ok(())
+        self.finish(Final::Task(copy)).await
     }
 
     async fn opened_task(&self, task: &Task) {
@@ -119,12 +125,7 @@ impl TurnSink for EmbeddedSink {
     }
 
     async fn keep_note(&self, note: &KeptNote) -> Result<(), Unavailable> {
-        self.outbox
-            .enqueue_note(note)
-            .await
-            .map_err(|e| outbox_down("notification", &note.note.id, e))?;
-        self.queued.store(true, Ordering::Relaxed);
-        Ok(())
+        self.finish(Final::Note(note.clone())).await
     }
 
     async fn drop_note(&self, id: &str) {

@@ -345,3 +345,21 @@ async fn a_stored_turn_still_noted_open_after_a_crash_is_not_ended_again() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With the embedded store a turn is stored before its `turn.end` is published: a device that
+/// reads history as soon as it sees the end finds the turn there, without retrying.
+#[tokio::test]
+async fn with_the_embedded_store_history_has_the_turn_when_its_end_arrives() {
+    let gw = TestGateway::start(&[]);
+    let mut device = gw.device("una", "").await;
+    for n in 0..5 {
+        let turn_id = format!("tat{n}");
+        let text = finished_turn(&gw, "una", "cat", &turn_id, 3).await;
+        let events = device.until_end(&turn_id).await;
+        assert!(matches!(events.last().map(|e| &e.body), Some(wire::EventBody::TurnEnd { .. })));
+        let (s, page) = history(&gw, "cat", &token("una", None)).await;
+        assert_eq!(s, 200, "{page}");
+        assert_eq!(page["turns"].as_array().map(Vec::len), Some(n + 1), "{page}");
+        assert_eq!(page["turns"][0]["text"], text, "{page}");
+    }
+}

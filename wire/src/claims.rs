@@ -9,10 +9,21 @@ pub struct Claims {
     /// The user: everything they receive is one ordered log.
     pub sub: String,
     /// Expiry, seconds since the epoch (fractions allowed, as RFC 7519 says NumericDate).
+    /// Written as an integer when whole (the tokens minted here always are), since many JWT
+    /// libraries read NumericDates as integers only.
+    #[serde(serialize_with = "numeric_date")]
     pub exp: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_numeric_date"
+    )]
     pub nbf: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "some_numeric_date"
+    )]
     pub iat: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
@@ -21,6 +32,23 @@ pub struct Claims {
     /// Space-separated scopes (`gateway.publish`, `gateway.admin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+}
+
+/// A NumericDate (RFC 7519): an integer when it is whole, else the fraction as given.
+pub(crate) fn numeric_date<S: serde::Serializer>(secs: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if secs.fract() == 0.0 && secs.abs() < 9.0e15 {
+        s.serialize_i64(*secs as i64)
+    } else {
+        s.serialize_f64(*secs)
+    }
+}
+
+/// [`numeric_date`] of a claim that is present (absent ones are skipped before this).
+fn some_numeric_date<S: serde::Serializer>(secs: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match secs {
+        Some(secs) => numeric_date(secs, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
@@ -48,5 +76,24 @@ impl Claims {
     pub fn with_scope(mut self, scope: &str) -> Self {
         self.scope = Some(scope.to_owned());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numeric_dates_are_written_as_integers_and_fractions_kept() {
+        let c = Claims::new("u", 1_796_000_000, 60);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["exp"].as_u64(), Some(1_796_000_060), "{json}");
+        assert_eq!(json["iat"].as_u64(), Some(1_796_000_000), "{json}");
+        assert!(json.get("nbf").is_none(), "{json}");
+        let c = Claims { exp: 1.5, nbf: Some(2.0), ..c };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!((json["exp"].as_f64(), json["nbf"].as_u64()), (Some(1.5), Some(2)), "{json}");
+        let back: Claims = serde_json::from_value(json).unwrap();
+        assert_eq!((back.exp, back.nbf), (1.5, Some(2.0)));
     }
 }

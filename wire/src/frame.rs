@@ -130,22 +130,13 @@ pub enum ControlFrame {
     AuthRefreshed {
         /// As the token has it: a whole number of seconds is written without a fraction, so
         /// clients that read it as an integer (most JWT libraries) can.
-        #[serde(serialize_with = "numeric_date")]
+        #[serde(serialize_with = "crate::claims::numeric_date")]
         exp: f64,
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<Value>,
     },
     #[serde(rename = "reconnect")]
     Reconnect { after_ms: u64 },
-}
-
-/// A NumericDate (RFC 7519): an integer when it is whole, else the fraction as given.
-fn numeric_date<S: serde::Serializer>(secs: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if secs.fract() == 0.0 && secs.abs() < 9.0e15 {
-        s.serialize_i64(*secs as i64)
-    } else {
-        s.serialize_f64(*secs)
-    }
 }
 
 impl ControlFrame {

@@ -9,8 +9,8 @@ pub struct Claims {
     /// The user: everything they receive is one ordered log.
     pub sub: String,
     /// Expiry, seconds since the epoch (fractions allowed, as RFC 7519 says NumericDate).
-    /// Written as an integer when whole (the tokens minted here always are), since many JWT
-    /// libraries read NumericDates as integers only.
+    /// Written as an integer when whole (the tokens minted here always are): a client that
+    /// reads it as an integer (to schedule a refresh, say) then need not round it.
     #[serde(serialize_with = "numeric_date")]
     pub exp: f64,
     #[serde(

@@ -75,42 +75,32 @@ impl EmbeddedOutbox {
     /// end is not a second entry), and forgets it as an open turn in the same step. Returns
     /// whether it was added.
     pub async fn enqueue(&self, turn: &FinalTurn) -> Result<bool, StoreError> {
-        let t = &turn.turn;
-        let entry = Final::Turn(turn.clone());
-        self.enqueue_final(&t.turn_id, &t.conversation_id, &entry, Some(CLOSE_TURN)).await
+        self.enqueue_entry(&Final::Turn(turn.clone())).await
     }
 
     /// Records a terminal task, as [`enqueue`](Self::enqueue) does a turn.
     pub async fn enqueue_task(&self, task: &FinalTask) -> Result<bool, StoreError> {
-        let t = &task.task;
-        let key = crate::types::task_key(&t.task_id);
-        self.enqueue_final(&key, &t.context_id, &Final::Task(task.clone()), Some(CLOSE_TASK)).await
+        self.enqueue_entry(&Final::Task(task.clone())).await
     }
 
     /// Records a notification the inbox could not take when it was sent (the store was down).
     pub async fn enqueue_note(&self, kept: &KeptNote) -> Result<bool, StoreError> {
-        let key = crate::types::note_key(&kept.note.id);
-        self.enqueue_final(&key, &kept.note.user_id, &Final::Note(kept.clone()), None).await
+        self.enqueue_entry(&Final::Note(kept.clone())).await
     }
 
-    /// One synced transaction: the entry added under `key`, its open note (`close`) removed.
-    async fn enqueue_final(
-        &self,
-        key: &str,
-        group: &str,
-        entry: &Final,
-        close: Option<&'static str>,
-    ) -> Result<bool, StoreError> {
+    /// One synced transaction: the entry added under its [`key`](Final::key), and a turn's or
+    /// task's open note removed (a notification has none).
+    pub async fn enqueue_entry(&self, entry: &Final) -> Result<bool, StoreError> {
+        let (id, group, close) = match entry {
+            Final::Turn(t) => (&t.turn.turn_id, &t.turn.conversation_id, Some(CLOSE_TURN)),
+            Final::Task(t) => (&t.task.task_id, &t.task.context_id, Some(CLOSE_TASK)),
+            Final::Note(n) => (&n.note.id, &n.note.user_id, None),
+        };
         let payload =
             serde_json::to_string(entry).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let id = match entry {
-            Final::Turn(t) => &t.turn.turn_id,
-            Final::Task(t) => &t.task.task_id,
-            Final::Note(n) => &n.note.id,
-        };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let added = sqlx::query(ENQUEUE)
-            .bind(key)
+            .bind(entry.key())
             .bind(group)
             .bind(payload)
             .bind(now_ms())

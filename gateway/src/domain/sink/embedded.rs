@@ -35,12 +35,14 @@ impl EmbeddedSink {
         if self.stored_now(&item).await {
             return Ok(());
         }
-        let (what, id, queued) = match &item {
-            Final::Turn(t) => ("turn", &t.turn.turn_id, self.outbox.enqueue(t).await),
-            Final::Task(t) => ("task", &t.task.task_id, self.outbox.enqueue_task(t).await),
-            Final::Note(n) => ("notification", &n.note.id, self.outbox.enqueue_note(n).await),
-        };
-        queued.map_err(|e| outbox_down(what, id, e))?;
+        if let Err(e) = self.outbox.enqueue_entry(&item).await {
+            let what = match &item {
+                Final::Turn(_) => "turn",
+                Final::Task(_) => "task",
+                Final::Note(_) => "notification",
+            };
+            return Err(outbox_down(what, &item.key(), e));
+        }
         self.queued.store(true, Ordering::Relaxed);
         Ok(())
     }

@@ -128,8 +128,8 @@ pub enum ControlFrame {
     },
     #[serde(rename = "auth.refreshed")]
     AuthRefreshed {
-        /// As the token has it: a whole number of seconds is written without a fraction, so
-        /// clients that read it as an integer (most JWT libraries) can.
+        /// As the token has it: a whole number of seconds is written without a fraction, so a
+        /// client that reads it as an integer can.
         #[serde(serialize_with = "crate::claims::numeric_date")]
         exp: f64,
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]

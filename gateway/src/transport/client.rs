@@ -5,9 +5,8 @@
 //! well-formed request that cannot be met (unknown turn, turn already ended) gets an error frame
 //! without counting against the client. Frames that publish to the user's log
 //! (`notification.read`, `notification.mark`, `turn.cancel`, `task.cancel`) draw on a token
-//! bucket per connection
-//! (`GATEWAY_CLIENT_PUBLISH_PER_SEC`, burst twice that); past it they get the error
-//! `rate_limited` and publish nothing.
+//! bucket per connection (`GATEWAY_CLIENT_PUBLISH_PER_SEC`, burst twice that); past it they get
+//! the error `rate_limited` and publish nothing.
 
 use std::time::Duration;
 

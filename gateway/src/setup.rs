@@ -114,6 +114,7 @@ pub async fn redis(cfg: &Config, url: &str) -> Result<Parts, SetupError> {
         keep: cfg.log_retention as usize,
         max_log_bytes: cfg.log_retention_bytes as usize,
         age: Duration::from_millis(cfg.log_retention_ms),
+        linger: Duration::from_micros(cfg.redis_append_linger_us),
     };
     let backplane: Arc<dyn Backplane> = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
     let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister: persister.clone() });

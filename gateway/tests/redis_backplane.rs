@@ -39,8 +39,12 @@ impl OnRedis {
         let store = Arc::new(EmbeddedStore::open(&dir).await.unwrap());
         let persister =
             Arc::new(Persister::new(outbox.clone(), store.clone(), RetryPolicy::default()));
-        let settings =
-            RedisSettings { keep, max_log_bytes: 1 << 20, age: Duration::from_secs(3600) };
+        let settings = RedisSettings {
+            keep,
+            max_log_bytes: 1 << 20,
+            age: Duration::from_secs(3600),
+            linger: Duration::ZERO,
+        };
         let backplane = Arc::new(RedisBackplane::new(link, hub.clone(), settings));
         let sink = Arc::new(RedisSink { outbox: outbox.clone(), persister });
         let node = Node::new(backplane, hub, sink, store);
@@ -70,4 +74,53 @@ async fn two_backplanes_on_a_redis_cluster_pass_the_backplane_contract() {
     let cluster = common::redis_server::TestCluster::start();
     // Any node is a seed: the gateway finds out it is a cluster.
     contract::run_all(&OnRedis { url: cluster.urls[1].clone() }).await;
+}
+
+/// `gateway_redis_append_batches_total` as the node's metrics render it.
+fn batches(metrics: &Metrics) -> u64 {
+    let text = metrics.render();
+    let line = text.lines().find(|l| l.starts_with("gateway_redis_append_batches_total"));
+    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_arriving_faster_than_the_linger_share_one_script_call() {
+    use gateway::backplane::Backplane;
+    use gateway::backplane::record::{Append, Event, Outcome};
+    let redis = TestRedis::start();
+    let metrics = Arc::new(Metrics::new());
+    let retention =
+        Retention { count: 100, age: Duration::from_secs(3600), bytes: 0, node_bytes: 1 << 30 };
+    let hub = Arc::new(Hub::new(retention, 32, 1024, metrics.clone()));
+    let link = RedisLink::connect(&redis.url, "linger", hub.clone()).await.expect("connect");
+    let linger = Duration::from_millis(300);
+    let settings =
+        RedisSettings { keep: 100, max_log_bytes: 1 << 20, age: Duration::from_secs(3600), linger };
+    let backplane = Arc::new(RedisBackplane::new(link, hub, settings));
+    let note = |i: usize| Event { kind: "x", json: format!(r#"{{"type":"x","i":{i}}}"#) };
+    // Six appends 20 ms apart: the first leaves alone (nothing came before it), the other
+    // five arrive within the linger of each other and wait for one call.
+    let mut spawned = Vec::new();
+    for i in 0..6 {
+        let b = backplane.clone();
+        spawned.push(tokio::spawn(
+            async move { b.append_if(Append::events("u", vec![note(i)])).await },
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut firsts = Vec::new();
+    for s in spawned {
+        match s.await.unwrap().expect("appended") {
+            Outcome::Appended { first, .. } => firsts.push(first),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(firsts, vec![1, 2, 3, 4, 5, 6], "in the order they were made");
+    assert_eq!(batches(&metrics), 2, "one call alone, then one for the five that lingered");
+    // After a quiet spell longer than the linger, an append leaves at once.
+    tokio::time::sleep(linger * 2).await;
+    let started = std::time::Instant::now();
+    backplane.append_if(Append::events("u", vec![note(6)])).await.expect("appended");
+    assert!(started.elapsed() < linger / 2, "a lone append waited {:?}", started.elapsed());
+    assert_eq!(batches(&metrics), 3);
 }

@@ -58,6 +58,7 @@ impl Config {
                 }
                 self.redis_prefix = p;
             }
+            "redis_append_linger_us" => self.redis_append_linger_us = parse::int(v, 0, 100_000)?,
             "store_url" => {
                 self.store_url = Some(parse::url_with_schemes(v, &["postgres", "postgresql"])?)
             }

@@ -38,6 +38,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "gw",
         "prefix of every Redis key and channel (deployments sharing a Redis differ by it)",
     ),
+    (
+        "redis_append_linger_us",
+        "0",
+        "while appends arrive faster than one per this long, a batch of them waits up to this long for more before going to Redis (fewer, larger script calls; 0: never waits)",
+    ),
     ("store_url", "unset: embedded", "postgres://… for the turn store"),
     (
         "store_schema",

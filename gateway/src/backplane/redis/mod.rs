@@ -51,6 +51,8 @@ pub struct RedisSettings {
     pub max_log_bytes: usize,
     /// How long an event is kept, and an idle log lives (`GATEWAY_LOG_RETENTION_MS`).
     pub age: Duration,
+    /// How long a batch of appends may wait for more (`GATEWAY_REDIS_APPEND_LINGER_US`).
+    pub linger: Duration,
 }
 
 pub struct RedisBackplane {

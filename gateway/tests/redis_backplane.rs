@@ -93,7 +93,8 @@ async fn appends_arriving_faster_than_the_linger_share_one_script_call() {
         Retention { count: 100, age: Duration::from_secs(3600), bytes: 0, node_bytes: 1 << 30 };
     let hub = Arc::new(Hub::new(retention, 32, 1024, metrics.clone()));
     let link = RedisLink::connect(&redis.url, "linger", hub.clone()).await.expect("connect");
-    let linger = Duration::from_millis(300);
+    // Long against the 20 ms between appends, so a slow machine does not split the batch.
+    let linger = Duration::from_secs(1);
     let settings =
         RedisSettings { keep: 100, max_log_bytes: 1 << 20, age: Duration::from_secs(3600), linger };
     let backplane = Arc::new(RedisBackplane::new(link, hub, settings));
@@ -118,7 +119,7 @@ async fn appends_arriving_faster_than_the_linger_share_one_script_call() {
     assert_eq!(firsts, vec![1, 2, 3, 4, 5, 6], "in the order they were made");
     assert_eq!(batches(&metrics), 2, "one call alone, then one for the five that lingered");
     // After a quiet spell longer than the linger, an append leaves at once.
-    tokio::time::sleep(linger * 2).await;
+    tokio::time::sleep(linger + Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     backplane.append_if(Append::events("u", vec![note(6)])).await.expect("appended");
     assert!(started.elapsed() < linger / 2, "a lone append waited {:?}", started.elapsed());

@@ -125,3 +125,30 @@ async fn appends_arriving_faster_than_the_linger_share_one_script_call() {
     assert!(started.elapsed() < linger / 2, "a lone append waited {:?}", started.elapsed());
     assert_eq!(batches(&metrics), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_after_redis_forgot_its_scripts_loads_them_again() {
+    use gateway::backplane::Backplane;
+    use gateway::backplane::record::{Append, Event, Outcome};
+    // A private server: flushing the scripts of a shared one would disturb other tests.
+    let redis = TestRedis::private();
+    let retention =
+        Retention { count: 100, age: Duration::from_secs(3600), bytes: 0, node_bytes: 1 << 30 };
+    let hub = Arc::new(Hub::new(retention, 32, 1024, Arc::new(Metrics::new())));
+    let link = RedisLink::connect(&redis.url, "noscript", hub.clone()).await.expect("connect");
+    let settings = RedisSettings {
+        keep: 100,
+        max_log_bytes: 1 << 20,
+        age: Duration::from_secs(3600),
+        linger: Duration::ZERO,
+    };
+    let backplane = RedisBackplane::new(link, hub, settings);
+    let note = || Event { kind: "x", json: r#"{"type":"x"}"#.to_owned() };
+    let first = backplane.append_if(Append::events("u", vec![note()])).await.expect("appended");
+    assert!(matches!(first, Outcome::Appended { first: 1, .. }), "{first:?}");
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let again = backplane.append_if(Append::events("u", vec![note()])).await;
+    assert!(matches!(again, Ok(Outcome::Appended { first: 2, .. })), "{again:?}");
+}

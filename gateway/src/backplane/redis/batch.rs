@@ -194,14 +194,8 @@ impl Ctx {
 
     async fn call(&self, batch: Vec<Pending>) {
         self.metrics.redis_batches.increment(1);
-        let mut inv = self.scripts.append.prepare_invoke();
-        for a in &self.lead {
-            inv.arg(a);
-        }
-        for p in &batch {
-            self.add(&mut inv, &p.append);
-        }
-        let failed = match inv.invoke_async::<Value>(&mut self.conn.clone()).await {
+        let cmd = self.command(&batch);
+        let failed = match self.query(&cmd).await {
             Ok(Value::Array(replies)) if replies.len() == batch.len() => {
                 return self.answer(batch, replies);
             }
@@ -210,6 +204,19 @@ impl Ctx {
         };
         for p in batch {
             let _ = p.reply.send(Err(failed.clone()));
+        }
+    }
+
+    /// Runs the batch's `EVALSHA`; a Redis that lost its scripts (restarted, flushed) gets the
+    /// script loaded again and the call once more, as `ScriptInvocation` does.
+    async fn query(&self, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        let mut conn = self.conn.clone();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.scripts.append.load_async(&mut conn).await?;
+                cmd.query_async(&mut conn).await
+            }
+            other => other,
         }
     }
 
@@ -224,31 +231,50 @@ impl Ctx {
         }
     }
 
-    /// An append's keys and arguments (see `append.lua`).
-    fn add(&self, inv: &mut redis::ScriptInvocation<'_>, a: &Append) {
-        let log = self.keys.log(&a.user);
-        let r = self.keys.record(&a.user, &a.record);
-        inv.key(log.log).key(log.meta).key(r.record).key(r.text).key(r.items);
-        let expect = match &a.expect {
-            Expect::NoRecord => String::new(),
-            Expect::Any => "*".into(),
-            Expect::Absent => "-".into(),
-            Expect::Version(v) => v.to_string(),
-            Expect::Field(k, v) => format!("={k}\n{v}"),
-        };
-        inv.arg(log.channel).arg(format!("{:016x}", rand::random::<u64>())).arg(expect);
-        inv.arg(keep_arg(a.keep)).arg(a.set.len()).arg(&a.text);
-        inv.arg(a.items.len()).arg(a.events.len());
-        for (k, v) in &a.set {
-            inv.arg(*k).arg(v);
+    /// The batch's `EVALSHA` (see `append.lua` for its keys and arguments), written straight
+    /// into one command buffer: a `ScriptInvocation` keeps every argument in an allocation of
+    /// its own, then copies them all into a command, some thirty allocations per append.
+    fn command(&self, batch: &[Pending]) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.append.get_hash()).arg(batch.len() * 5);
+        let mut channels = Vec::with_capacity(batch.len());
+        for p in batch {
+            let a = &p.append;
+            let (log, r) = (self.keys.log(&a.user), self.keys.record(&a.user, &a.record));
+            cmd.arg(log.log).arg(log.meta).arg(r.record).arg(r.text).arg(r.items);
+            channels.push(log.channel);
         }
-        for item in &a.items {
-            inv.arg(item);
+        for a in &self.lead {
+            cmd.arg(a);
         }
-        // Without the opening brace: the script puts `{"seq":N,` in front.
-        for e in &a.events {
-            inv.arg(e.json.get(1..).unwrap_or_default());
+        for (p, channel) in batch.iter().zip(channels) {
+            args(&mut cmd, &p.append, channel);
         }
+        cmd
+    }
+}
+
+/// An append's arguments after the batch's keys and leading arguments.
+fn args(cmd: &mut redis::Cmd, a: &Append, channel: String) {
+    cmd.arg(channel).arg(format!("{:016x}", rand::random::<u64>()));
+    match &a.expect {
+        Expect::NoRecord => cmd.arg(""),
+        Expect::Any => cmd.arg("*"),
+        Expect::Absent => cmd.arg("-"),
+        Expect::Version(v) => cmd.arg(*v),
+        Expect::Field(k, v) => cmd.arg(format!("={k}\n{v}")),
+    };
+    cmd.arg(keep_arg(a.keep)).arg(a.set.len()).arg(&a.text);
+    cmd.arg(a.items.len()).arg(a.events.len());
+    for (k, v) in &a.set {
+        cmd.arg(*k).arg(v);
+    }
+    for item in &a.items {
+        cmd.arg(item);
+    }
+    // Without the opening brace: the script puts `{"seq":N,` in front.
+    for e in &a.events {
+        cmd.arg(e.json.get(1..).unwrap_or_default());
     }
 }
 

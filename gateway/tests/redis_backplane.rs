@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::redis_server::TestRedis;
-use gateway::backplane::RedisBackplane;
+use gateway::backplane::record::{Append, Event, Outcome};
 use gateway::backplane::redis::{RedisLink, RedisSettings};
+use gateway::backplane::{Backplane, RedisBackplane};
 use gateway::domain::contract::{self, Factory, Fixture, Node};
 use gateway::domain::sink::RedisSink;
 use gateway::hub::{Hub, Retention};
@@ -83,22 +84,30 @@ fn batches(metrics: &Metrics) -> u64 {
     line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_arriving_faster_than_the_linger_share_one_script_call() {
-    use gateway::backplane::Backplane;
-    use gateway::backplane::record::{Append, Event, Outcome};
-    let redis = TestRedis::start();
+/// One backplane on `url` under a fresh prefix (a shared `REDIS_URL` keeps logs an hour), with
+/// its metrics.
+async fn lone(url: &str, linger: Duration) -> (Arc<RedisBackplane>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let retention =
         Retention { count: 100, age: Duration::from_secs(3600), bytes: 0, node_bytes: 1 << 30 };
     let hub = Arc::new(Hub::new(retention, 32, 1024, metrics.clone()));
-    let link = RedisLink::connect(&redis.url, "linger", hub.clone()).await.expect("connect");
-    // Long against the 20 ms between appends, so a slow machine does not split the batch.
-    let linger = Duration::from_secs(1);
+    let prefix = format!("lone{:x}", rand::random::<u32>());
+    let link = RedisLink::connect(url, &prefix, hub.clone()).await.expect("connect");
     let settings =
         RedisSettings { keep: 100, max_log_bytes: 1 << 20, age: Duration::from_secs(3600), linger };
-    let backplane = Arc::new(RedisBackplane::new(link, hub, settings));
-    let note = |i: usize| Event { kind: "x", json: format!(r#"{{"type":"x","i":{i}}}"#) };
+    (Arc::new(RedisBackplane::new(link, hub, settings)), metrics)
+}
+
+fn note(i: usize) -> Event {
+    Event { kind: "x", json: format!(r#"{{"type":"x","i":{i}}}"#) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_arriving_faster_than_the_linger_share_one_script_call() {
+    let redis = TestRedis::start();
+    // Long against the 20 ms between appends, so a slow machine does not split the batch.
+    let linger = Duration::from_secs(1);
+    let (backplane, metrics) = lone(&redis.url, linger).await;
     // Six appends 20 ms apart: the first leaves alone (nothing came before it), the other
     // five arrive within the linger of each other and wait for one call.
     let mut spawned = Vec::new();
@@ -128,27 +137,14 @@ async fn appends_arriving_faster_than_the_linger_share_one_script_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_after_redis_forgot_its_scripts_loads_them_again() {
-    use gateway::backplane::Backplane;
-    use gateway::backplane::record::{Append, Event, Outcome};
     // A private server: flushing the scripts of a shared one would disturb other tests.
     let redis = TestRedis::private();
-    let retention =
-        Retention { count: 100, age: Duration::from_secs(3600), bytes: 0, node_bytes: 1 << 30 };
-    let hub = Arc::new(Hub::new(retention, 32, 1024, Arc::new(Metrics::new())));
-    let link = RedisLink::connect(&redis.url, "noscript", hub.clone()).await.expect("connect");
-    let settings = RedisSettings {
-        keep: 100,
-        max_log_bytes: 1 << 20,
-        age: Duration::from_secs(3600),
-        linger: Duration::ZERO,
-    };
-    let backplane = RedisBackplane::new(link, hub, settings);
-    let note = || Event { kind: "x", json: r#"{"type":"x"}"#.to_owned() };
-    let first = backplane.append_if(Append::events("u", vec![note()])).await.expect("appended");
+    let (backplane, _) = lone(&redis.url, Duration::ZERO).await;
+    let first = backplane.append_if(Append::events("u", vec![note(0)])).await.expect("appended");
     assert!(matches!(first, Outcome::Appended { first: 1, .. }), "{first:?}");
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
-    let again = backplane.append_if(Append::events("u", vec![note()])).await;
+    let again = backplane.append_if(Append::events("u", vec![note(1)])).await;
     assert!(matches!(again, Ok(Outcome::Appended { first: 2, .. })), "{again:?}");
 }

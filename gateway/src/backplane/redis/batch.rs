@@ -9,9 +9,9 @@
 //! than the linger ago), it waits up to the linger after its first append for more; a lone
 //! append (the first after a quiet spell) still leaves at once. It is off by default: at
 //! 20,000 deliveries a second a linger of 1 ms took a third of the calls and cut redis-server
-//! CPU per event by 14 % and the gateway's by 3 to 9 %, but added 1.5 ms to the median
-//! delivery (tokio's timer ticks in milliseconds) and pushed p99 past 5 ms: a trade for a
-//! deployment whose Redis is short of CPU, not for every one (docs/benchmarks.md).
+//! CPU per event by 14 %, but added 1.5 ms to the median delivery (tokio's timer ticks in
+//! milliseconds) and pushed p99 past 5 ms: a trade for a deployment whose Redis is short of
+//! CPU, not for every one (docs/benchmarks.md, ninth sitting).
 //!
 //! On a cluster a script touches one slot, so a batch goes as one call per user (a user's keys
 //! share a slot), the calls of one batch in flight together.

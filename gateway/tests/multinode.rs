@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::nodes::*;
 use common::redis_server::TestRedis;
@@ -162,11 +162,7 @@ async fn presence_turn_state_cancel_and_dedup_are_the_same_from_every_node() {
 
     // A clean close leaves presence at once, seen from the other node.
     drop(phone);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while presence_ids(&n2, "dan").await.len() != 2 {
-        assert!(Instant::now() < deadline, "a closed endpoint leaves presence");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_presence(&n2, "dan", 2, "a closed endpoint leaves presence").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,11 +138,7 @@ async fn presence_entries_lost_in_redis_are_registered_again_by_their_node() {
     assert!(!keys.is_empty());
     let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
     assert!(presence_ids(&n1, "hal").await.is_empty());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while presence_ids(&n1, "hal").await.len() != 1 {
-        assert!(Instant::now() < deadline, "the node registers its live endpoint again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_presence(&n1, "hal", 1, "the node registers its live endpoint again").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

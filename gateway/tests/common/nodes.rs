@@ -1,5 +1,7 @@
 //! Helpers of the tests of several Redis-mode nodes (`multinode.rs`, `multinode_failures.rs`).
 
+use std::time::{Duration, Instant};
+
 use wire::{EventBody, LogEvent};
 
 use super::{SseClient, TestGateway, token};
@@ -34,4 +36,14 @@ pub async fn presence_ids(gw: &TestGateway, user: &str) -> Vec<(String, String)>
         .collect();
     ids.sort();
     ids
+}
+
+/// Waits up to 5 s until `user` has `n` endpoints listed, as `gw` sees presence; `why` names
+/// what the test waits for.
+pub async fn until_presence(gw: &TestGateway, user: &str, n: usize, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while presence_ids(gw, user).await.len() != n {
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -17,7 +17,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 
 use super::{AsideFilter, Outbox, OutboxStats, Pending, SetAside, now_ms};
-use crate::{Final, FinalTask, FinalTurn, KeptNote, StoreError, TurnRecord};
+use crate::{Final, FinalTurn, StoreError, TurnRecord};
 use wire::task::Task;
 
 pub struct EmbeddedOutbox {
@@ -78,18 +78,9 @@ impl EmbeddedOutbox {
         self.enqueue_entry(&Final::Turn(turn.clone())).await
     }
 
-    /// Records a terminal task, as [`enqueue`](Self::enqueue) does a turn.
-    pub async fn enqueue_task(&self, task: &FinalTask) -> Result<bool, StoreError> {
-        self.enqueue_entry(&Final::Task(task.clone())).await
-    }
-
-    /// Records a notification the inbox could not take when it was sent (the store was down).
-    pub async fn enqueue_note(&self, kept: &KeptNote) -> Result<bool, StoreError> {
-        self.enqueue_entry(&Final::Note(kept.clone())).await
-    }
-
-    /// One synced transaction: the entry added under its [`key`](Final::key), and a turn's or
-    /// task's open note removed (a notification has none).
+    /// One synced transaction: the entry (a finished turn, a terminal task, or a notification
+    /// the inbox could not take when it was sent) added under its [`key`](Final::key), and a
+    /// turn's or task's open note removed (a notification has none).
     pub async fn enqueue_entry(&self, entry: &Final) -> Result<bool, StoreError> {
         let (id, group, close) = match entry {
             Final::Turn(t) => (&t.turn.turn_id, &t.turn.conversation_id, Some(CLOSE_TURN)),

@@ -279,7 +279,10 @@ impl Config {
                 self.allowed_origins = OriginPolicy::Any;
             }
         }
-        if self.push_webhook_url.is_some() && self.push_webhook_secret.is_none() {
+        if self.push_webhook_url.is_some()
+            && self.push_webhook_secret.is_none()
+            && !refused(errors, &["GATEWAY_PUSH_WEBHOOK_SECRET"])
+        {
             errors.push(ConfigError {
                 setting: "GATEWAY_PUSH_WEBHOOK_SECRET".into(),
                 message:
@@ -287,7 +290,10 @@ impl Config {
                         .into(),
             });
         }
-        if self.auth_hs256_secret.is_none() && self.auth_public_key_pem.is_none() {
+        if self.auth_hs256_secret.is_none()
+            && self.auth_public_key_pem.is_none()
+            && !refused(errors, &["GATEWAY_AUTH_HS256_SECRET", "GATEWAY_AUTH_PUBLIC_KEY_FILE"])
+        {
             errors.push(ConfigError {
                 setting: "GATEWAY_AUTH_HS256_SECRET".into(),
                 message: "required: set it, or GATEWAY_AUTH_PUBLIC_KEY_FILE, or start with --dev"
@@ -352,6 +358,12 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, String> {
         out.push((key, text));
     }
     Ok(out)
+}
+
+/// Whether one of `settings` was given but refused: it has its message already, so a check
+/// that needs it does not add "required".
+fn refused(errors: &[ConfigError], settings: &[&str]) -> bool {
+    errors.iter().any(|e| settings.contains(&e.setting.as_str()))
 }
 
 #[cfg(test)]

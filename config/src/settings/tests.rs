@@ -66,10 +66,23 @@ fn every_bad_value_is_reported_by_name() {
 }
 
 #[test]
+fn a_webhook_secret_is_reported_once_whether_missing_or_too_short() {
+    let url = ("GATEWAY_PUSH_WEBHOOK_URL", "http://127.0.0.1:9/push");
+    let missing = Config::load(None, env(&[SECRET, url]), false).unwrap_err();
+    assert_eq!(missing.0.len(), 1, "{missing}");
+    assert!(missing.to_string().contains("required with GATEWAY_PUSH_WEBHOOK_URL"), "{missing}");
+    let short = ("GATEWAY_PUSH_WEBHOOK_SECRET", "too-short");
+    let err = Config::load(None, env(&[SECRET, url, short]), false).unwrap_err();
+    assert_eq!(err.0.len(), 1, "one message, not also \"required\":\n{err}");
+    assert!(err.to_string().contains("at least 16 bytes"), "{err}");
+}
+
+#[test]
 fn short_secret_is_refused() {
     let err =
         Config::load(None, env(&[("GATEWAY_AUTH_HS256_SECRET", "short")]), false).unwrap_err();
     assert!(err.to_string().contains("at least 16 bytes"), "{err}");
+    assert_eq!(err.0.len(), 1, "one message, not also \"required\":\n{err}");
 }
 
 #[test]

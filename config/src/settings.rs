@@ -79,6 +79,7 @@ pub struct Config {
     /// 0: from the descriptor limit.
     pub max_connections: u64,
     pub max_pending_per_ip: u64,
+    pub max_header_bytes: u64,
     pub header_read_timeout_ms: u64,
     pub body_idle_timeout_ms: u64,
     pub client_publish_per_sec: u64,
@@ -154,6 +155,7 @@ impl Default for Config {
             turn_idle_timeout_ms: 600_000,
             max_connections: 0,
             max_pending_per_ip: 256,
+            max_header_bytes: 32_768,
             header_read_timeout_ms: 10_000,
             body_idle_timeout_ms: 60_000,
             client_publish_per_sec: 20,

@@ -7,7 +7,10 @@
 //! - a per-IP cap on connections that have not yet presented a valid token
 //!   (`GATEWAY_MAX_PENDING_PER_IP`): past it, 429 the same way;
 //! - a header-read timeout (`GATEWAY_HEADER_READ_TIMEOUT_MS`) from the moment a connection is
-//!   accepted (hyper's HTTP/1 timer), so a socket that sends nothing, or half a head, goes.
+//!   accepted (hyper's HTTP/1 timer), so a socket that sends nothing, or half a head, goes;
+//! - a cap on a request head's bytes (`GATEWAY_MAX_HEADER_BYTES`): above it, 431 with the
+//!   protocol's error body; hyper's read buffer, at four times the cap, is the hard stop (its
+//!   own 431 without a body, for a head no client sends by mistake).
 //!
 //! HTTP/1.1 only (WebSocket upgrades ride on it). Each connection is served by its own task; a
 //! drain stops accepting, asks every connection to finish its request in flight, and waits.
@@ -40,6 +43,7 @@ pub struct AcceptLimits {
     pub max_connections: usize,
     pub max_pending_per_ip: usize,
     pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
     pub write_stall: Duration,
 }
 
@@ -171,9 +175,9 @@ pub async fn serve(
             id,
         };
         let handle = ConnHandle { admission: admission.clone(), id };
-        let timeout = admission.limits.header_read_timeout;
+        let limits = admission.limits;
         let io = TokioIo::new(socket);
-        tracker.spawn(connection(io, app.clone(), handle, refused, timeout, stop.clone()));
+        tracker.spawn(connection(io, app.clone(), handle, refused, limits, stop.clone()));
     }
     tracker.close();
     tracker.wait().await;
@@ -186,7 +190,7 @@ async fn connection(
     app: Router,
     handle: ConnHandle,
     refused: Option<Refusal>,
-    header_read_timeout: Duration,
+    limits: AcceptLimits,
     stop: CancellationToken,
 ) {
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -194,6 +198,10 @@ async fn connection(
         let app = app.clone();
         let handle = handle.clone();
         async move {
+            let head = head_bytes(&req);
+            if head > limits.max_header_bytes {
+                return Ok(head_too_large(head, limits.max_header_bytes));
+            }
             let Some(refused) = refused else {
                 req.extensions_mut().insert(handle);
                 return app.oneshot(req).await;
@@ -210,7 +218,8 @@ async fn connection(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size((4 * limits.max_header_bytes).max(8192))
         .serve_connection(io, service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
@@ -241,6 +250,30 @@ fn refusal(why: Refusal) -> Response<Body> {
             "too many connections from this address have not presented a token (GATEWAY_MAX_PENDING_PER_IP)",
         ),
     };
+    let mut r = closing_error(status, code, message);
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// A request head's size as sent, near enough (hyper keeps no raw copy): the request line and
+/// every header line.
+fn head_bytes<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + " HTTP/1.1\r\n".len() + 1;
+    let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    line + headers + 2
+}
+
+fn head_too_large(bytes: usize, max: usize) -> Response<Body> {
+    let message = format!(
+        "the request head is {bytes} bytes, more than {max} (GATEWAY_MAX_HEADER_BYTES): a token \
+         or a header too long"
+    );
+    closing_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", &message)
+}
+
+/// The protocol's error body on an answer after which the connection closes.
+fn closing_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
@@ -248,7 +281,6 @@ fn refusal(why: Refusal) -> Response<Body> {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
 

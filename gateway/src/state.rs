@@ -138,6 +138,7 @@ impl AppState {
                 },
                 max_pending_per_ip: cfg.max_pending_per_ip as usize,
                 header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms),
+                max_header_bytes: cfg.max_header_bytes as usize,
                 write_stall: Duration::from_millis(cfg.write_stall_ms),
             }),
             hub: parts.hub,

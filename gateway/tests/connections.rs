@@ -1,7 +1,7 @@
 //! Resources a peer holds before it is known are bounded (issue "Hardening", item 5): a socket
 //! that sends nothing or half a head is closed at the header timeout, a trickled body gets 408,
 //! connections past the global cap or the per-IP cap of unauthenticated ones are refused with
-//! an error body while `/healthz` still answers.
+//! an error body while `/healthz` still answers, and a request head past its cap gets 431.
 
 mod common;
 
@@ -110,6 +110,31 @@ async fn unauthenticated_connections_are_capped_per_address_and_health_still_ans
         raw(connect(&gw).await, "GET /v1/turns/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await;
     assert!(status.contains("401"), "a slot is free again (the WebSocket authenticated): {status}");
+}
+
+#[tokio::test]
+async fn a_request_head_past_its_cap_gets_431_with_an_error_body() {
+    let gw = TestGateway::start(&[("GATEWAY_MAX_HEADER_BYTES", "16384")]);
+    let head = |pad: usize| {
+        let pad = "a".repeat(pad);
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: {pad}\r\n\r\n")
+    };
+    let (status, _) = raw(connect(&gw).await, &head(15_000)).await;
+    assert!(status.contains("200"), "under the cap: {status}");
+    let (status, body) = raw(connect(&gw).await, &head(20_000)).await;
+    assert!(status.contains("431"), "{status}");
+    let b: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(b["error"]["code"], "headers_too_large");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(message.contains("GATEWAY_MAX_HEADER_BYTES"), "{message}");
+    // Far past it, hyper's buffer stops reading (its own 431); the node serves on.
+    let mut s = connect(&gw).await;
+    let _ = s.write_all(head(4 << 20).as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"), "{out:?}");
+    let (s, _) = gw.get_json("/healthz", "").await;
+    assert_eq!(s, 200);
 }
 
 #[tokio::test]

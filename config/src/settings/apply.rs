@@ -90,6 +90,7 @@ impl Config {
             }
             "max_connections" => self.max_connections = parse::int(v, 1, 10_000_000)?,
             "max_pending_per_ip" => self.max_pending_per_ip = parse::int(v, 1, 10_000_000)?,
+            "max_header_bytes" => self.max_header_bytes = parse::int(v, 8_192, 1_048_576)?,
             "header_read_timeout_ms" => self.header_read_timeout_ms = parse::int(v, 100, 600_000)?,
             "body_idle_timeout_ms" => self.body_idle_timeout_ms = parse::int(v, 100, 3_600_000)?,
             "client_publish_per_sec" => self.client_publish_per_sec = parse::int(v, 1, 100_000)?,

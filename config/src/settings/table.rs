@@ -101,6 +101,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "connections from one IP address that have not yet presented a valid token; past it 429",
     ),
     (
+        "max_header_bytes",
+        "32768",
+        "largest request head (request line and headers): 431 `headers_too_large` above it",
+    ),
+    (
         "header_read_timeout_ms",
         "10000",
         "a connection must send a whole request head within this long (also one that sends nothing)",

@@ -6,6 +6,9 @@
 pub struct Reading {
     pub rss_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
+    /// The part of `cpu_seconds` spent in the kernel (from /proc only): at paced load most of a
+    /// delivery's cost is the kernel's (a socket write per event), whatever the implementation.
+    pub system_seconds: Option<f64>,
 }
 
 /// Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux everywhere it matters).
@@ -35,6 +38,7 @@ fn sum(readings: &[Reading]) -> Reading {
     Reading {
         rss_bytes: total(|r| r.rss_bytes.map(|b| b as f64)).map(|b| b as u64),
         cpu_seconds: total(|r| r.cpu_seconds),
+        system_seconds: total(|r| r.system_seconds),
     }
 }
 
@@ -45,14 +49,14 @@ fn from_proc(pid: u32) -> Reading {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
     });
-    let cpu_seconds = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+    let times = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
         // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
         let rest = s.rsplit_once(')')?.1;
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / USER_HZ)
+        let (user, system) = (f.get(11)?.parse::<f64>().ok()?, f.get(12)?.parse::<f64>().ok()?);
+        Some(((user + system) / USER_HZ, system / USER_HZ))
     });
-    Reading { rss_bytes, cpu_seconds }
+    Reading { rss_bytes, cpu_seconds: times.map(|t| t.0), system_seconds: times.map(|t| t.1) }
 }
 
 async fn from_metrics(http: &reqwest::Client, url: &str) -> Reading {
@@ -68,5 +72,26 @@ async fn from_metrics(http: &reqwest::Client, url: &str) -> Reading {
     Reading {
         rss_bytes: value("process_resident_memory_bytes").map(|v| v as u64),
         cpu_seconds: value("process_cpu_seconds_total"),
+        system_seconds: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_reading_splits_its_cpu_into_user_and_kernel_time() {
+        // Some user time for this test process to have spent.
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(60) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let r = from_procs(&[std::process::id()]);
+        let (total, kernel) = (r.cpu_seconds.unwrap(), r.system_seconds.unwrap());
+        assert!(total > 0.0 && (0.0..=total).contains(&kernel), "{total} {kernel}");
+        assert!(r.rss_bytes.unwrap() > 0);
     }
 }

@@ -22,6 +22,8 @@ pub struct GatewayFigures {
     pub cpu_seconds: Option<f64>,
     /// Gateway CPU per event delivered in that window, microseconds (every node together).
     pub cpu_us_per_event: Option<f64>,
+    /// The kernel's part of it (system time), when read from /proc.
+    pub system_us_per_event: Option<f64>,
     /// CPU of what the gateway relies on (redis-server) per delivered event, microseconds.
     pub backend_cpu_us_per_event: Option<f64>,
 }
@@ -133,6 +135,9 @@ impl Report {
             opt(g.cpu_seconds.map(|c| format!("{c:.2}"))),
             opt(g.cpu_us_per_event.map(|c| format!("{c:.2}")))
         );
+        if let Some(k) = g.system_us_per_event {
+            let _ = writeln!(s, "  of which kernel  {k:.2} µs per delivered event (system time)");
+        }
         if let Some(b) = g.backend_cpu_us_per_event {
             let _ = writeln!(s, "backend CPU        {b:.2} µs per delivered event (redis-server)");
         }

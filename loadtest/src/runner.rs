@@ -139,6 +139,10 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let system = match (held.system_seconds, after.system_seconds) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     let backend_cpu = match (backend_held.cpu_seconds, backend_after.cpu_seconds) {
         (Some(a), Some(b)) if !opts.backend_pids.is_empty() => Some(b - a),
         _ => None,
@@ -184,6 +188,9 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
             rss_per_endpoint_bytes: rss_per_endpoint,
             cpu_seconds: cpu,
             cpu_us_per_event: cpu
+                .filter(|_| events_window > 0)
+                .map(|c| c * 1e6 / events_window as f64),
+            system_us_per_event: system
                 .filter(|_| events_window > 0)
                 .map(|c| c * 1e6 / events_window as f64),
             backend_cpu_us_per_event: backend_cpu

@@ -105,6 +105,10 @@ pub(super) fn markdown(results: &[ScenarioResults], args: &BenchArgs) -> String 
                 Box::new(move |r: &Report| f(r.gateway.cpu_us_per_event, 2)),
             ),
             (
+                "of which the gateway's kernel time",
+                Box::new(move |r: &Report| f(r.gateway.system_us_per_event, 2)),
+            ),
+            (
                 "redis-server CPU µs per delivered event",
                 Box::new(move |r: &Report| f(r.gateway.backend_cpu_us_per_event, 2)),
             ),

@@ -237,26 +237,28 @@ impl Ctx {
     fn command(&self, batch: &[Pending]) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.scripts.append.get_hash()).arg(batch.len() * 5);
-        let mut channels = Vec::with_capacity(batch.len());
+        let mut buf = String::with_capacity(128);
         for p in batch {
             let a = &p.append;
-            let (log, r) = (self.keys.log(&a.user), self.keys.record(&a.user, &a.record));
-            cmd.arg(log.log).arg(log.meta).arg(r.record).arg(r.text).arg(r.items);
-            channels.push(log.channel);
+            self.keys.write_append_keys(&mut cmd, &mut buf, &a.user, &a.record);
         }
         for a in &self.lead {
             cmd.arg(a);
         }
-        for (p, channel) in batch.iter().zip(channels) {
-            args(&mut cmd, &p.append, channel);
+        for p in batch {
+            self.keys.write_channel(&mut cmd, &mut buf, &p.append.user);
+            args(&mut cmd, &mut buf, &p.append);
         }
         cmd
     }
 }
 
-/// An append's arguments after the batch's keys and leading arguments.
-fn args(cmd: &mut redis::Cmd, a: &Append, channel: String) {
-    cmd.arg(channel).arg(format!("{:016x}", rand::random::<u64>()));
+/// An append's arguments after the batch's keys, leading arguments and its channel.
+fn args(cmd: &mut redis::Cmd, buf: &mut String, a: &Append) {
+    use std::fmt::Write;
+    buf.clear();
+    let _ = write!(buf, "{:016x}", rand::random::<u64>());
+    cmd.arg(buf.as_str());
     match &a.expect {
         Expect::NoRecord => cmd.arg(""),
         Expect::Any => cmd.arg("*"),

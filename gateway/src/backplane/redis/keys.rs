@@ -68,6 +68,47 @@ impl Keys {
         }
     }
 
+    /// Writes an append's five keys into `cmd` in `append.lua`'s order (log, meta, record,
+    /// text, items), each built in `buf`: a batch's command is built per append at load, and
+    /// [`Self::log`] and [`Self::record`] make eight strings for it.
+    pub fn write_append_keys(
+        &self,
+        cmd: &mut redis::Cmd,
+        buf: &mut String,
+        user: &str,
+        name: &str,
+    ) {
+        self.user_into(buf, user);
+        let base = buf.len();
+        for suffix in [":log", ":meta"] {
+            buf.truncate(base);
+            buf.push_str(suffix);
+            cmd.arg(buf.as_str());
+        }
+        for kind in [":r:", ":rt:", ":ri:"] {
+            buf.truncate(base);
+            buf.push_str(kind);
+            buf.push_str(name);
+            cmd.arg(buf.as_str());
+        }
+    }
+
+    /// Writes a user's channel into `cmd` (as [`Self::log`]'s `channel`), built in `buf`.
+    pub fn write_channel(&self, cmd: &mut redis::Cmd, buf: &mut String, user: &str) {
+        self.user_into(buf, user);
+        buf.push_str(":ch");
+        cmd.arg(buf.as_str());
+    }
+
+    /// `buf` = [`Self::user`] of `user`.
+    fn user_into(&self, buf: &mut String, user: &str) {
+        buf.clear();
+        buf.push_str(&self.ns);
+        buf.push_str(":{");
+        buf.push_str(&slot_tag(user));
+        buf.push('}');
+    }
+
     /// A ZSET of timers (member → due, Unix ms), a slot of its own, read alone.
     pub fn timers(&self, set: &str) -> String {
         format!("{{{}:w:{set}}}", self.ns)
@@ -124,5 +165,29 @@ mod tests {
             assert_eq!(k.user_of_channel(&log.channel).unwrap(), user);
         }
         assert!(k.user_of_channel("other:{x}:ch").is_none());
+    }
+
+    #[test]
+    fn keys_written_into_a_command_are_the_keys_named_one_by_one() {
+        let k = Keys::new("gw");
+        let (mut cmd, mut buf) = (redis::cmd("X"), String::new());
+        for (user, name) in [("alice", "t:1"), ("a}b", "dd:d")] {
+            k.write_append_keys(&mut cmd, &mut buf, user, name);
+            k.write_channel(&mut cmd, &mut buf, user);
+        }
+        let written: Vec<String> = cmd
+            .args_iter()
+            .skip(1)
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8(b.to_vec()).unwrap(),
+                _ => unreachable!("keys are plain arguments"),
+            })
+            .collect();
+        let mut named = Vec::new();
+        for (user, name) in [("alice", "t:1"), ("a}b", "dd:d")] {
+            let (log, r) = (k.log(user), k.record(user, name));
+            named.extend([log.log, log.meta, r.record, r.text, r.items, log.channel]);
+        }
+        assert_eq!(written, named);
     }
 }

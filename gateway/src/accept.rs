@@ -25,6 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::error::ApiError;
 use crate::transport::stall::StallGuard;
 
 /// Connections past the cap that are still read (to answer health checks) before being closed.
@@ -272,13 +274,11 @@ fn head_too_large(bytes: usize, max: usize) -> Response<Body> {
     closing_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", &message)
 }
 
-/// The protocol's error body on an answer after which the connection closes.
-fn closing_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
+/// The protocol's error body ([`ApiError`]'s) on an answer after which the connection closes;
+/// it never reaches the router, so the router's `no-store` is set here.
+fn closing_error(status: StatusCode, code: &'static str, message: &str) -> Response<Body> {
+    let mut r = ApiError::new(status, code, message).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r

@@ -5,6 +5,15 @@
 
 use presence::{slot_tag, user_of_tag};
 
+// What follows `<ns>:{<tag>}` in each key of a user: one spelling for the keys named one by
+// one and those written straight into a batch's command.
+const LOG: &str = ":log";
+const META: &str = ":meta";
+const CHANNEL: &str = ":ch";
+const RECORD: &str = ":r:";
+const TEXT: &str = ":rt:";
+const ITEMS: &str = ":ri:";
+
 /// Names under one namespace (deployments, and tests, share a Redis by namespace).
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -51,20 +60,26 @@ impl Keys {
     }
 
     fn user(&self, user: &str) -> String {
-        format!("{}:{{{}}}", self.ns, slot_tag(user))
+        let mut u = String::new();
+        self.user_into(&mut u, user);
+        u
     }
 
     pub fn log(&self, user: &str) -> LogKeys {
         let u = self.user(user);
-        LogKeys { log: format!("{u}:log"), meta: format!("{u}:meta"), channel: format!("{u}:ch") }
+        LogKeys {
+            log: format!("{u}{LOG}"),
+            meta: format!("{u}{META}"),
+            channel: format!("{u}{CHANNEL}"),
+        }
     }
 
     pub fn record(&self, user: &str, name: &str) -> RecordKeys {
         let u = self.user(user);
         RecordKeys {
-            record: format!("{u}:r:{name}"),
-            text: format!("{u}:rt:{name}"),
-            items: format!("{u}:ri:{name}"),
+            record: format!("{u}{RECORD}{name}"),
+            text: format!("{u}{TEXT}{name}"),
+            items: format!("{u}{ITEMS}{name}"),
         }
     }
 
@@ -80,12 +95,12 @@ impl Keys {
     ) {
         self.user_into(buf, user);
         let base = buf.len();
-        for suffix in [":log", ":meta"] {
+        for suffix in [LOG, META] {
             buf.truncate(base);
             buf.push_str(suffix);
             cmd.arg(buf.as_str());
         }
-        for kind in [":r:", ":rt:", ":ri:"] {
+        for kind in [RECORD, TEXT, ITEMS] {
             buf.truncate(base);
             buf.push_str(kind);
             buf.push_str(name);
@@ -96,11 +111,11 @@ impl Keys {
     /// Writes a user's channel into `cmd` (as [`Self::log`]'s `channel`), built in `buf`.
     pub fn write_channel(&self, cmd: &mut redis::Cmd, buf: &mut String, user: &str) {
         self.user_into(buf, user);
-        buf.push_str(":ch");
+        buf.push_str(CHANNEL);
         cmd.arg(buf.as_str());
     }
 
-    /// `buf` = [`Self::user`] of `user`.
+    /// `buf` = `<ns>:{<tag>}`, what every key of `user` begins with.
     fn user_into(&self, buf: &mut String, user: &str) {
         buf.clear();
         buf.push_str(&self.ns);
@@ -132,9 +147,8 @@ impl Keys {
 
     /// The user a channel belongs to (the inverse of `log(user).channel`).
     pub fn user_of_channel<'a>(&self, channel: &'a str) -> Option<std::borrow::Cow<'a, str>> {
-        let tag =
-            channel.strip_prefix(self.ns.as_str())?.strip_prefix(":{")?.strip_suffix("}:ch")?;
-        user_of_tag(tag)
+        let within = channel.strip_prefix(self.ns.as_str())?.strip_prefix(":{")?;
+        user_of_tag(within.strip_suffix(CHANNEL)?.strip_suffix('}')?)
     }
 }
 

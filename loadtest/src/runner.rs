@@ -135,18 +135,15 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
     bar.finish_and_clear();
 
     let s = &ctx.stats;
-    let cpu = match (held.cpu_seconds, after.cpu_seconds) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
+    // CPU seconds spent between two readings, and per event delivered in the window, in µs.
+    let spent = |a: Option<f64>, b: Option<f64>| -> Option<f64> { Some(b? - a?) };
+    let per_event = |seconds: Option<f64>| {
+        seconds.filter(|_| events_window > 0).map(|c| c * 1e6 / events_window as f64)
     };
-    let system = match (held.system_seconds, after.system_seconds) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    let backend_cpu = match (backend_held.cpu_seconds, backend_after.cpu_seconds) {
-        (Some(a), Some(b)) if !opts.backend_pids.is_empty() => Some(b - a),
-        _ => None,
-    };
+    let cpu = spent(held.cpu_seconds, after.cpu_seconds);
+    let system = spent(held.system_seconds, after.system_seconds);
+    let backend_cpu = spent(backend_held.cpu_seconds, backend_after.cpu_seconds)
+        .filter(|_| !opts.backend_pids.is_empty());
     let rss_per_endpoint = match (before.rss_bytes, held.rss_bytes) {
         (Some(a), Some(b)) if connected > 0 => Some((b as f64 - a as f64) / connected as f64),
         _ => None,
@@ -187,15 +184,9 @@ pub async fn run(scenario: Scenario, tokens: Tokens, opts: RunOptions) -> anyhow
             rss_after: after.rss_bytes,
             rss_per_endpoint_bytes: rss_per_endpoint,
             cpu_seconds: cpu,
-            cpu_us_per_event: cpu
-                .filter(|_| events_window > 0)
-                .map(|c| c * 1e6 / events_window as f64),
-            system_us_per_event: system
-                .filter(|_| events_window > 0)
-                .map(|c| c * 1e6 / events_window as f64),
-            backend_cpu_us_per_event: backend_cpu
-                .filter(|_| events_window > 0)
-                .map(|c| c * 1e6 / events_window as f64),
+            cpu_us_per_event: per_event(cpu),
+            system_us_per_event: per_event(system),
+            backend_cpu_us_per_event: per_event(backend_cpu),
         },
     })
 }
